@@ -1,0 +1,1 @@
+"""The example blog: authors, posts, comments and tags, cached with freshcache."""

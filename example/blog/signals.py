@@ -1,0 +1,1 @@
+"""Invalidation receivers (filled in below once the views exist)."""
