@@ -1,0 +1,9 @@
+"""WSGI entry point: ``gunicorn mysite.wsgi`` from the example directory."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_wsgi_application()
