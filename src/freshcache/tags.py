@@ -75,7 +75,9 @@ def _value_text(value: Any) -> str:
     return str(value)
 
 
-def predicate_tag(model: type[models.Model], column: str, value: Any, using: str | None = None) -> str:
+def predicate_tag(
+    model: type[models.Model], column: str, value: Any, using: str | None = None
+) -> str:
     """Return the tag naming the rows of ``model`` whose ``column`` equals ``value``.
 
     ``column`` is the database column (``post_id``). The primary key column gives the instance
@@ -96,13 +98,15 @@ def instance_tag(obj: models.Model, using: str | None = None) -> str:
     if obj.pk is None:
         raise ValueError(f"{obj!r} has no primary key yet, so it has no tag; save it first.")
     concrete = type(obj)._meta.concrete_model or type(obj)
-    return predicate_tag(concrete, concrete._meta.pk.column, obj.pk, using)
+    return predicate_tag(concrete, concrete._meta.pk.column or "", obj.pk, using)
 
 
 def normalize_tag(tag: str) -> str:
     """Check a hand-written tag and return it in its stored form."""
     if not isinstance(tag, str):
-        raise TypeError(f"a tag must be a str, a model instance or a model class, not {type(tag).__name__}")
+        raise TypeError(
+            f"a tag must be a str, a model instance or a model class, not {type(tag).__name__}"
+        )
     if not tag:
         raise ValueError("a tag cannot be the empty string")
     return _safe(tag)

@@ -1,0 +1,87 @@
+"""``invalidate()``: bump tags now, or when the surrounding transaction commits.
+
+Inside ``transaction.atomic()`` the bump is deferred with ``transaction.on_commit`` (so a
+rolled-back block, savepoints included, bumps nothing) and the transaction is marked *dirty*:
+until it ends, cached computations run inside it are neither served from the cache nor stored,
+because they may read rows no other transaction can see yet (Drupal's delayed-tags rule).
+Stores that live in the same database are additionally bumped inside the transaction (see
+``stores/database.py``). The bump has reached every store when ``invalidate()`` — or the commit
+of the block it ran in — returns; that is the moment the freshness contract counts from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from . import counters, hooks
+from .stores import StoreUnavailable, all_stores
+from .tags import Taggable, tags_for
+
+__all__ = ["in_dirty_transaction", "invalidate", "invalidate_tags"]
+
+logger = logging.getLogger("freshcache")
+
+_DIRTY = "_freshcache_dirty"
+
+
+def invalidate(*items: Taggable, using: str | None = None) -> None:
+    """Invalidate everything cached from these model instances, model classes or tags.
+
+    ``invalidate(post)`` (one row), ``invalidate(Post)`` (the whole table),
+    ``invalidate("weather:london")`` (a hand-named tag). ``using`` is the database whose
+    transaction decides when the bump happens; it defaults to the instances' database, else
+    ``default``.
+    """
+    if using is None:
+        dbs = {i._state.db for i in items if hasattr(i, "_state")} - {None}
+        using = dbs.pop() if len(dbs) == 1 else DEFAULT_DB_ALIAS
+    invalidate_tags(tags_for(items), using=using)
+
+
+def invalidate_tags(tags: Iterable[str], using: str | None = None) -> None:
+    """Bump already-named tags, deferring to the commit of ``using``'s open transaction."""
+    tags = frozenset(tags)
+    if not tags:
+        return
+    using = using or DEFAULT_DB_ALIAS
+    conn = connections[using]
+    if conn.in_atomic_block:
+        setattr(conn, _DIRTY, True)
+        for store in all_stores():
+            if store.bumps_in_transaction(using):
+                _bump(store, tags)
+        transaction.on_commit(lambda: _bump_all(tags), using=using, robust=True)
+        transaction.on_commit(lambda: setattr(conn, _DIRTY, False), using=using, robust=True)
+    else:
+        _bump_all(tags)
+
+
+def _bump_all(tags: Collection[str]) -> None:
+    hooks.run("before_bump", tags=tags)
+    for store in all_stores():
+        _bump(store, tags)
+
+
+def _bump(store: object, tags: Collection[str]) -> None:
+    try:
+        store.bump(tags)  # type: ignore[attr-defined]
+    except StoreUnavailable as exc:
+        # The store remembers what it could not bump and replays it before serving again.
+        counters.incr("bump_failures")
+        logger.debug("freshcache: bump of %d tag(s) on %r failed: %s", len(tags), store, exc)
+    else:
+        counters.incr("bumps")
+
+
+def in_dirty_transaction() -> bool:
+    """True if an open transaction on any connection has written through freshcache's view."""
+    for conn in connections.all(initialized_only=True):
+        if getattr(conn, _DIRTY, False):
+            if conn.in_atomic_block:
+                return True
+            # The block ended without commit (rolled back): it is clean again.
+            setattr(conn, _DIRTY, False)
+    return False

@@ -1,0 +1,46 @@
+"""Tables of the ``database://`` store. Nothing else in freshcache uses models."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class TagVersion(models.Model):
+    """A tag's current version: the value of the global sequence at its last bump."""
+
+    tag = models.CharField(max_length=255, primary_key=True)
+    version = models.BigIntegerField()
+
+    class Meta:
+        db_table = "freshcache_tag"
+
+    def __str__(self) -> str:
+        return f"{self.tag}@{self.version}"
+
+
+class Entry(models.Model):
+    """A cached payload with the tag versions it was built from ("tag\\tversion" lines)."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    payload = models.BinaryField()
+    versions = models.TextField()
+    expires = models.FloatField(null=True)
+
+    class Meta:
+        db_table = "freshcache_entry"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Sequence(models.Model):
+    """The global sequence on databases without native sequences (PostgreSQL uses one)."""
+
+    name = models.CharField(max_length=20, primary_key=True)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "freshcache_sequence"
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

@@ -1,0 +1,116 @@
+"""The store contract: where entries and tag versions live.
+
+Every store keeps two things:
+
+* **tag versions**: for each tag, the value of a global, monotonic sequence at its last bump;
+* **entries**: a payload (opaque bytes) plus, for each tag it depends on, the version that tag
+  had when the entry was stored.
+
+and promises the following, which the shared contract suite (``freshcache.testing.contract``)
+checks for every implementation:
+
+1. ``lookup`` returns a :class:`Hit` only if every tag of the entry still has the recorded
+   version. A tag whose version is missing (never bumped, evicted, flushed) matches nothing.
+2. ``bump`` gives every tag a version never handed out before, greater than every snapshot
+   taken before it began. A sequence that was lost starts a new *epoch*: versions of different
+   epochs never compare equal.
+3. ``set`` stores only if no tag of the entry was bumped after ``snapshot`` was taken (the
+   stale-set race guard) and the epoch has not moved. A tag with no version gets a fresh one;
+   the entry is then stored only if nothing at all was bumped since the snapshot, because a
+   missing version might be a bump that was lost.
+4. Losing metadata only ever causes misses, never a stale hit.
+
+Methods raise :class:`StoreUnavailable` when the backing service cannot be reached; the core
+turns that into an uncached computation. Implementations add only their reasons to these
+docstrings.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection
+from dataclasses import dataclass
+
+__all__ = ["Hit", "Snapshot", "Store", "StoreUnavailable"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now; compute uncached and store nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The sequence position read before a computation starts reading data."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A validated entry: its payload and the tags it depends on."""
+
+    payload: bytes
+    tags: frozenset[str]
+
+
+class Store(abc.ABC):
+    """Where entries and tag versions live. Subclasses implement the five operations below."""
+
+    #: True when other processes read this store: payloads are then signed by the core.
+    shared: bool = True
+    #: True when calls must run in Django's sync thread (they use a database connection).
+    thread_sensitive: bool = False
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+
+    @abc.abstractmethod
+    def lookup(self, key: str) -> Hit | Snapshot:
+        """Return the valid entry under ``key``, or, on a miss, a snapshot taken now.
+
+        Combining the two saves a round trip on every miss. The snapshot must be taken before
+        the caller reads any data, which it is: the caller computes only after this returns.
+        """
+
+    @abc.abstractmethod
+    def begin(self) -> Snapshot:
+        """Return the current sequence position."""
+
+    @abc.abstractmethod
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        """Store ``payload`` under ``key`` unless a tag moved since ``snapshot``; say if stored.
+
+        ``timeout`` (seconds) bounds the entry's lifetime for memory's sake; freshness never
+        depends on it.
+        """
+
+    @abc.abstractmethod
+    def bump(self, tags: Collection[str]) -> None:
+        """Give every tag in ``tags`` a new version, so every entry that depends on it misses."""
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Make every entry of this store miss (tests, deploys of incompatible code)."""
+
+    def bumps_in_transaction(self, using: str) -> bool:
+        """Return True if this store can bump inside the open transaction of database ``using``.
+
+        Such a store is bumped twice: inside the transaction (atomic with the data, so a crash
+        between commit and the post-commit bump cannot lose the invalidation) and after commit.
+        """
+        return False
+
+    def close(self) -> None:
+        """Release connections (called when settings change and at shutdown)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.url!r}>"

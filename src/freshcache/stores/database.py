@@ -1,0 +1,214 @@
+"""The database store: the project's own database, shared by every process, no extra server.
+
+``database://`` uses the ``default`` alias, ``database://?alias=cache`` another one. The tables
+come from freshcache's migration. Supported on PostgreSQL (the global sequence is a native
+sequence: no lock, no contention) and SQLite (a counter row: writers serialize, which SQLite
+does anyway).
+
+When the data written lives in the same database, a bump is made twice: inside the writing
+transaction (atomic with the data: a crash between COMMIT and the post-commit bump cannot lose
+the invalidation) and again after commit. The second bump is what keeps the stale-set guard
+sound: a version taken inside a transaction is handed out *before* that transaction commits, so a
+reader could snapshot past it and still read the old rows.
+
+Inside an open transaction every statement of the store runs in a savepoint, so a failure in the
+cache never aborts the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from django.db import DatabaseError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .base import Hit, Snapshot, Store, StoreUnavailable
+
+__all__ = ["DatabaseStore"]
+
+T = TypeVar("T")
+
+#: The database store has no epochs: its sequence is never reset (not even by ``flush``).
+EPOCH = "db"
+_CHUNK = 500
+
+
+class DatabaseStore(Store):
+    """``database://`` or ``database://?alias=NAME``."""
+
+    thread_sensitive = True
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name, url)
+        query = parse_qs(urlsplit(url).query)
+        self.alias = query.get("alias", ["default"])[0]
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        conn = self.connection
+        try:
+            if conn.in_atomic_block:
+                with transaction.atomic(using=self.alias), conn.cursor() as cursor:
+                    yield cursor
+            else:
+                with conn.cursor() as cursor:
+                    yield cursor
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+
+    def _run(self, fn: Callable[[Any], T]) -> T:
+        with self._cursor() as cursor:
+            return fn(cursor)
+
+    # -- the sequence ------------------------------------------------------------------------
+
+    def _current(self, cursor: Any) -> int:
+        if self.connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM freshcache_seq"
+            )
+        else:
+            cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    def _next(self, cursor: Any) -> int:
+        if self.connection.vendor == "postgresql":
+            cursor.execute("SELECT nextval('freshcache_seq')")
+        else:
+            cursor.execute("UPDATE freshcache_sequence SET value = value + 1 WHERE name = 'global'")
+            cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
+        return int(cursor.fetchone()[0])
+
+    def _versions(self, cursor: Any, tags: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(tags), _CHUNK):
+            chunk = tags[start : start + _CHUNK]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(f"SELECT tag, version FROM freshcache_tag WHERE tag IN ({marks})", chunk)
+            found.update((tag, int(version)) for tag, version in cursor.fetchall())
+        return found
+
+    def _upsert_tags(self, cursor: Any, tags: list[str], version: int, *, replace: bool) -> None:
+        conflict = "DO UPDATE SET version = excluded.version" if replace else "DO NOTHING"
+        for start in range(0, len(tags), _CHUNK):
+            chunk = tags[start : start + _CHUNK]
+            values = ", ".join(["(%s, %s)"] * len(chunk))
+            params: list[Any] = []
+            for tag in chunk:
+                params += [tag, version]
+            cursor.execute(
+                f"INSERT INTO freshcache_tag (tag, version) VALUES {values} "
+                f"ON CONFLICT (tag) {conflict}",
+                params,
+            )
+
+    # -- the contract ------------------------------------------------------------------------
+
+    def begin(self) -> Snapshot:
+        return Snapshot(EPOCH, self._run(self._current))
+
+    def lookup(self, key: str) -> Hit | Snapshot:
+        def run(cursor: Any) -> Hit | Snapshot:
+            seq = self._current(cursor)
+            cursor.execute(
+                "SELECT payload, versions, expires FROM freshcache_entry WHERE key = %s", [key]
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                payload, text, expires = row
+                recorded = _parse(text)
+                if expires is None or expires > time.time():
+                    current = self._versions(cursor, list(recorded))
+                    if current == recorded:
+                        return Hit(bytes(payload), frozenset(recorded))
+            return Snapshot(EPOCH, seq)
+
+        return self._run(run)
+
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        if snapshot.epoch != EPOCH:
+            return False
+        wanted = sorted(set(tags))
+
+        def run(cursor: Any) -> bool:
+            versions = self._versions(cursor, wanted)
+            if any(v > snapshot.seq for v in versions.values()):
+                return False
+            missing = [t for t in wanted if t not in versions]
+            if missing:
+                # Fresh versions for tags never seen (or deleted). Store only if no other bump
+                # or initialisation moved the sequence since the snapshot: a missing version
+                # may be a bump that was lost.
+                version = self._next(cursor)
+                self._upsert_tags(cursor, missing, version, replace=False)
+                if version != snapshot.seq + 1:
+                    return False
+                versions.update(self._versions(cursor, missing))
+                if any(versions[t] != version for t in missing):
+                    return False
+            text = "\n".join(f"{t}\t{versions[t]}" for t in wanted)
+            expires = None if timeout is None else time.time() + timeout
+            cursor.execute(
+                "INSERT INTO freshcache_entry (key, payload, versions, expires) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET "
+                "payload = excluded.payload, versions = excluded.versions, "
+                "expires = excluded.expires",
+                [key, payload, text, expires],
+            )
+            return True
+
+        return self._run(run)
+
+    def bump(self, tags: Collection[str]) -> None:
+        if not tags:
+            return
+        # Sorted, so that two transactions bumping overlapping tags lock rows in one order.
+        ordered = sorted(set(tags))
+
+        def run(cursor: Any) -> None:
+            self._upsert_tags(cursor, ordered, self._next(cursor), replace=True)
+
+        self._run(run)
+
+    def bumps_in_transaction(self, using: str) -> bool:
+        return using == self.alias
+
+    def clear(self) -> None:
+        def run(cursor: Any) -> None:
+            cursor.execute("DELETE FROM freshcache_entry")
+
+        self._run(run)
+
+    def purge_expired(self) -> int:
+        """Delete expired and invalid-looking rows; return how many entries were deleted."""
+
+        def run(cursor: Any) -> int:
+            cursor.execute("DELETE FROM freshcache_entry WHERE expires < %s", [time.time()])
+            return int(cursor.rowcount)
+
+        return self._run(run)
+
+
+def _parse(text: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in text.split("\n"):
+        if line:
+            tag, _, version = line.rpartition("\t")
+            out[tag] = int(version)
+    return out

@@ -1,0 +1,118 @@
+"""The in-process store: the default for development and tests.
+
+Entries and tag versions live in this process only, so a write made by another process (another
+gunicorn worker, a ``manage.py shell``) is not seen here: use a shared store (``database://`` or
+``redis://``) whenever more than one process serves or writes (check ``freshcache.W001``).
+Both maps are bounded LRUs; evicting a tag version only causes misses (contract point 4).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection
+from urllib.parse import parse_qs, urlsplit
+
+from .base import Hit, Snapshot, Store
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(Store):
+    """``memory://?max_entries=10000&max_tags=200000``: thread-safe, bounded, in-process."""
+
+    shared = False
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(name, url)
+        query = parse_qs(urlsplit(url).query)
+        self.max_entries = int(query.get("max_entries", ["10000"])[0])
+        self.max_tags = int(query.get("max_tags", ["200000"])[0])
+        if self.max_entries < 1 or self.max_tags < 1:
+            raise ValueError(f"memory store {url!r}: max_entries and max_tags must be positive")
+        self._lock = threading.Lock()
+        self._epoch = secrets.token_hex(8)
+        self._seq = 0
+        self._tags: OrderedDict[str, int] = OrderedDict()
+        # key -> (payload, {tag: version}, expiry as time.monotonic() or None)
+        self._entries: OrderedDict[str, tuple[bytes, dict[str, int], float | None]] = OrderedDict()
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(self._epoch, self._seq)
+
+    def begin(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot()
+
+    def lookup(self, key: str) -> Hit | Snapshot:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                payload, versions, expires = found
+                if (expires is None or expires > time.monotonic()) and all(
+                    self._tags.get(tag) == version for tag, version in versions.items()
+                ):
+                    self._entries.move_to_end(key)
+                    for tag in versions:
+                        self._tags.move_to_end(tag)
+                    return Hit(payload, frozenset(versions))
+                del self._entries[key]
+            return self._snapshot()
+
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        with self._lock:
+            if snapshot.epoch != self._epoch:
+                return False
+            unchanged = self._seq == snapshot.seq
+            versions: dict[str, int] = {}
+            missing = []
+            for tag in tags:
+                version = self._tags.get(tag)
+                if version is None:
+                    missing.append(tag)
+                elif version > snapshot.seq:
+                    return False
+                else:
+                    versions[tag] = version
+            for tag in missing:
+                self._seq += 1
+                self._put_tag(tag, self._seq)
+                versions[tag] = self._seq
+            if missing and not unchanged:
+                return False
+            expires = None if timeout is None else time.monotonic() + timeout
+            self._entries[key] = (payload, versions, expires)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return True
+
+    def _put_tag(self, tag: str, version: int) -> None:
+        self._tags[tag] = version
+        self._tags.move_to_end(tag)
+        while len(self._tags) > self.max_tags:
+            self._tags.popitem(last=False)
+
+    def bump(self, tags: Collection[str]) -> None:
+        with self._lock:
+            self._seq += 1
+            for tag in tags:
+                self._put_tag(tag, self._seq)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._tags.clear()
+            self._epoch = secrets.token_hex(8)
+
+    def __len__(self) -> int:
+        return len(self._entries)

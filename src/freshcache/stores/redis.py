@@ -1,0 +1,256 @@
+"""The Redis store: shared by every process, one round trip per hit and per bump.
+
+Layout under the key prefix ``P`` (wrapped in braces so that every key hashes to one Redis
+Cluster slot and the scripts may touch them together):
+
+* ``{P}:epoch``  random token naming the current epoch;
+* ``{P}:seq``    the global sequence (an integer, INCR only);
+* ``{P}:t:TAG``  the tag's version, ``"<epoch>:<n>"``; never expires (eviction is safe);
+* ``{P}:e:KEY``  an entry: a hash of ``\\0p`` (payload), ``\\0e`` (epoch) and ``tag -> version``.
+
+Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.
+
+Failure handling: socket timeouts are short, and a circuit breaker stops calling Redis for
+``BREAKER_SECONDS`` after an error, so an outage costs a bounded wait, never a hang. A bump that
+fails is remembered; before this process talks to Redis again it replays those bumps (or, past
+:data:`MAX_FAILED_TAGS`, starts a new epoch), and a background timer retries the replay so that
+other processes do not serve entries the lost bump should have invalidated. One warning is
+logged per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .base import Hit, Snapshot, Store, StoreUnavailable
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("freshcache.stores.redis")
+
+T = TypeVar("T")
+
+#: Past this many failed tag bumps, recovery starts a new epoch instead of replaying them.
+MAX_FAILED_TAGS = 10_000
+
+_OPTION_NAMES = {"prefix", "socket_timeout", "connect_timeout", "breaker_seconds"}
+
+
+def _script(name: str) -> str:
+    return resources.files("freshcache.stores").joinpath(f"lua/{name}.lua").read_text()
+
+
+class RedisStore(Store):
+    """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``)."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        prefix: str = "fc",
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        breaker_seconds: float = 2.0,
+    ) -> None:
+        super().__init__(name, url)
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - exercised by the system check
+            raise ImportError(
+                "The redis store needs the redis package: pip install 'django-freshcache[redis]'"
+            ) from exc
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        options = {k: v[-1] for k, v in query.items() if k in _OPTION_NAMES}
+        rest = "&".join(f"{k}={v[-1]}" for k, v in query.items() if k not in _OPTION_NAMES)
+        prefix = options.get("prefix", prefix)
+        self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
+        self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
+        self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
+        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._client = redis.Redis.from_url(
+            urlunsplit(parts._replace(query=rest)),
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry_on_timeout=False,
+            retry=None,
+            health_check_interval=0,
+        )
+        base = "{" + prefix + "}"
+        self._epoch_key = f"{base}:epoch"
+        self._seq_key = f"{base}:seq"
+        self._tag_prefix = f"{base}:t:"
+        self._entry_prefix = f"{base}:e:"
+        self._scripts = {
+            name: self._client.register_script(_script(name))
+            for name in ("lookup", "set", "bump", "begin", "rotate")
+        }
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # circuit breaker: no calls before this monotonic time
+        self._failed_tags: set[str] = set()
+        self._rotate_needed = False
+        self._retry_timer: threading.Timer | None = None
+
+    # -- failure handling --------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        if self._open_until and time.monotonic() < self._open_until:
+            raise StoreUnavailable(f"{self!r} is unavailable (circuit open)")
+        try:
+            if self._failed_tags or self._rotate_needed:
+                self._repair()
+            result = fn()
+        except self._redis_errors as exc:
+            self._trip(exc)
+            raise StoreUnavailable(str(exc)) from exc
+        if self._open_until:
+            with self._lock:
+                if self._open_until:
+                    self._open_until = 0.0
+                    logger.warning("freshcache store %r is reachable again", self.name)
+        return result
+
+    def _trip(self, exc: BaseException) -> None:
+        with self._lock:
+            first = not self._open_until
+            self._open_until = time.monotonic() + self.breaker_seconds
+        if first:
+            logger.warning(
+                "freshcache store %r is unreachable (%s); computing uncached for the next %.1fs",
+                self.name,
+                exc,
+                self.breaker_seconds,
+            )
+
+    def _repair(self) -> None:
+        """Replay the bumps that failed during an outage, before anything else is served."""
+        with self._lock:
+            tags, self._failed_tags = self._failed_tags, set()
+            rotate, self._rotate_needed = self._rotate_needed, False
+        try:
+            if rotate:
+                self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
+            elif tags:
+                self._run_bump(tags)
+        except BaseException:
+            self._remember_failed(tags, rotate)
+            raise
+        logger.warning(
+            "freshcache store %r: replayed %s after an outage",
+            self.name,
+            "a new epoch" if rotate else f"{len(tags)} failed tag bump(s)",
+        )
+
+    def _remember_failed(self, tags: Collection[str], rotate: bool = False) -> None:
+        with self._lock:
+            self._failed_tags.update(tags)
+            if rotate or len(self._failed_tags) > MAX_FAILED_TAGS:
+                self._rotate_needed = True
+                self._failed_tags = set()
+            if self._retry_timer is None or not self._retry_timer.is_alive():
+                self._retry_timer = threading.Timer(self.breaker_seconds, self._retry_repair)
+                self._retry_timer.daemon = True
+                self._retry_timer.start()
+
+    def _retry_repair(self) -> None:
+        try:
+            self._call(lambda: None)
+        except StoreUnavailable:
+            with self._lock:
+                self._retry_timer = None
+            if self._failed_tags or self._rotate_needed:
+                self._remember_failed(())
+
+    @property
+    def pending_repair(self) -> bool:
+        """True while bumps that failed during an outage wait to be replayed."""
+        return bool(self._failed_tags or self._rotate_needed)
+
+    # -- the contract ------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Hit | Snapshot:
+        reply: list[Any] = self._call(
+            lambda: self._scripts["lookup"](
+                keys=[self._entry_prefix + key, self._epoch_key, self._seq_key],
+                args=[self._tag_prefix, secrets.token_hex(8)],
+            )
+        )
+        if reply[0] == 1:
+            return Hit(bytes(reply[1]), frozenset(t.decode() for t in reply[2:]))
+        return Snapshot(reply[1].decode(), int(reply[2]))
+
+    def begin(self) -> Snapshot:
+        epoch, seq = self._call(
+            lambda: self._scripts["begin"](
+                keys=[self._epoch_key, self._seq_key], args=[secrets.token_hex(8)]
+            )
+        )
+        return Snapshot(epoch.decode(), int(seq))
+
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
+        stored = self._call(
+            lambda: self._scripts["set"](
+                keys=[self._entry_prefix + key, self._epoch_key, self._seq_key],
+                args=[self._tag_prefix, snapshot.epoch, snapshot.seq, ttl_ms, payload, *tags],
+            )
+        )
+        return bool(stored)
+
+    def _run_bump(self, tags: Collection[str]) -> None:
+        self._scripts["bump"](
+            keys=[self._epoch_key, self._seq_key],
+            args=[self._tag_prefix, secrets.token_hex(8), *tags],
+        )
+
+    def bump(self, tags: Collection[str]) -> None:
+        if not tags:
+            return
+        try:
+            self._call(lambda: self._run_bump(tags))
+        except StoreUnavailable:
+            self._remember_failed(tags)
+            raise
+
+    def clear(self) -> None:
+        def run() -> None:
+            self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
+            base = self._epoch_key[: -len(":epoch")]
+            for pattern in (f"{base}:e:*", f"{base}:t:*"):
+                batch = []
+                for k in self._client.scan_iter(match=pattern, count=1000):
+                    batch.append(k)
+                    if len(batch) >= 1000:
+                        self._client.delete(*batch)
+                        batch = []
+                if batch:
+                    self._client.delete(*batch)
+
+        self._call(run)
+
+    def ping(self) -> bool:
+        """Return True if Redis answers now (used by the system check)."""
+        try:
+            return bool(self._client.ping())
+        except self._redis_errors:
+            return False
+
+    def close(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._client.close()
