@@ -14,8 +14,8 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.template.loader import render_to_string
 
-from blog.caching import cached, depends_on
 from blog.models import Author, Comment, Post, Tag
+from freshcache import cached, depends_on
 
 POSTS_PER_PAGE = 10
 

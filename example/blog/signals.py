@@ -11,9 +11,9 @@ from typing import Any
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from blog.caching import invalidate
 from blog.fragments import post_comments_tag, post_tags_tag
 from blog.models import Author, Comment, Post, Tag
+from freshcache import invalidate
 
 
 @receiver(pre_save, sender=Comment)

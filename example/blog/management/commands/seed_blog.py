@@ -16,9 +16,9 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from blog import lorem
-from blog.caching import invalidate
 from blog.fragments import post_comments_tag, post_tags_tag
 from blog.models import Author, Comment, Post, Tag
+from freshcache import invalidate
 
 # A fixed start, not "now": the same seed must give the same dates.
 FIRST_POST_AT = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
