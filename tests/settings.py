@@ -5,8 +5,22 @@ FRESHCACHE_TEST_PG (a libpq-style "host:port"), FRESHCACHE_TEST_REDIS (a redis:/
 """
 
 import os
+import socket
 
 _pg_host, _, _pg_port = os.environ.get("FRESHCACHE_TEST_PG", "127.0.0.1:5432").partition(":")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+#: False on a developer machine without PostgreSQL: the suite then runs on SQLite and skips
+#: every test marked ``postgres`` (CI sets CI=true and never skips: see tests/conftest.py).
+POSTGRES_AVAILABLE = _reachable(_pg_host, int(_pg_port or 5432))
 
 SECRET_KEY = "freshcache-tests-not-a-secret"
 DEBUG = False
@@ -24,6 +38,8 @@ DATABASES = {
         "TEST": {"NAME": "test_freshcache"},
     },
 }
+if not POSTGRES_AVAILABLE and os.environ.get("CI") != "true":
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
 REDIS_URL = os.environ.get("FRESHCACHE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 

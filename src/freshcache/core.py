@@ -121,12 +121,12 @@ def _snapshot_too_old() -> bool:
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             continue
-        level = getattr(conn, "isolation_level", None)
         if conn.vendor == "postgresql":
-            from psycopg import IsolationLevel  # type: ignore[import-not-found,unused-ignore]
-
-            if level not in (None, IsolationLevel.READ_COMMITTED):
-                return True
+            # Asked, not read from settings: SET TRANSACTION may have changed it.
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT current_setting('transaction_isolation')")
+                if cursor.fetchone()[0] != "read committed":
+                    return True
         elif conn.vendor == "mysql":
             options = conn.settings_dict.get("OPTIONS", {})
             if options.get("isolation_level", "read committed") != "read committed":

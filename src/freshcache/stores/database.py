@@ -17,6 +17,7 @@ cache never aborts the caller's transaction.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,9 @@ T = TypeVar("T")
 #: The database store has no epochs: its sequence is never reset (not even by ``flush``).
 EPOCH = "db"
 _CHUNK = 500
+#: A stored version is ``seq << SHIFT | nonce``: bumps have nonce 0; a tag seen for the first
+#: time gets the current position and a random nonce, so it never looks like a bump to anyone.
+SHIFT = 20
 
 
 class DatabaseStore(Store):
@@ -148,19 +152,20 @@ class DatabaseStore(Store):
 
         def run(cursor: Any) -> bool:
             versions = self._versions(cursor, wanted)
-            if any(v > snapshot.seq for v in versions.values()):
+            if any(v >> SHIFT > snapshot.seq for v in versions.values()):
                 return False
             missing = [t for t in wanted if t not in versions]
             if missing:
-                # Fresh versions for tags never seen (or deleted). Store only if no other bump
-                # or initialisation moved the sequence since the snapshot: a missing version
-                # may be a bump that was lost.
-                version = self._next(cursor)
-                self._upsert_tags(cursor, missing, version, replace=False)
-                if version != snapshot.seq + 1:
+                # First sighting (or deleted): a version at the current position. Storing now
+                # is safe only if nothing was bumped since the snapshot, because the missing
+                # version may have been such a bump.
+                current = self._current(cursor)
+                fresh = current << SHIFT | (secrets.randbelow((1 << SHIFT) - 1) + 1)
+                self._upsert_tags(cursor, missing, fresh, replace=False)
+                if current != snapshot.seq:
                     return False
                 versions.update(self._versions(cursor, missing))
-                if any(versions[t] != version for t in missing):
+                if any(versions.get(t, fresh) >> SHIFT > snapshot.seq for t in missing):
                     return False
             text = "\n".join(f"{t}\t{versions[t]}" for t in wanted)
             expires = None if timeout is None else time.time() + timeout
@@ -182,7 +187,7 @@ class DatabaseStore(Store):
         ordered = sorted(set(tags))
 
         def run(cursor: Any) -> None:
-            self._upsert_tags(cursor, ordered, self._next(cursor), replace=True)
+            self._upsert_tags(cursor, ordered, self._next(cursor) << SHIFT, replace=True)
 
         self._run(run)
 

@@ -35,9 +35,13 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
         self._epoch = secrets.token_hex(8)
         self._seq = 0
-        self._tags: OrderedDict[str, int] = OrderedDict()
+        self._nonce = 0
+        # A version is (sequence value, nonce): bumps use nonce 0, first sightings a fresh nonce.
+        self._tags: OrderedDict[str, tuple[int, int]] = OrderedDict()
         # key -> (payload, {tag: version}, expiry as time.monotonic() or None)
-        self._entries: OrderedDict[str, tuple[bytes, dict[str, int], float | None]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, dict[str, tuple[int, int]], float | None]] = (
+            OrderedDict()
+        )
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(self._epoch, self._seq)
@@ -72,23 +76,27 @@ class MemoryStore(Store):
         with self._lock:
             if snapshot.epoch != self._epoch:
                 return False
-            unchanged = self._seq == snapshot.seq
-            versions: dict[str, int] = {}
+            versions: dict[str, tuple[int, int]] = {}
             missing = []
             for tag in tags:
                 version = self._tags.get(tag)
                 if version is None:
                     missing.append(tag)
-                elif version > snapshot.seq:
+                elif version[0] > snapshot.seq:
                     return False
                 else:
                     versions[tag] = version
-            for tag in missing:
-                self._seq += 1
-                self._put_tag(tag, self._seq)
-                versions[tag] = self._seq
-            if missing and not unchanged:
-                return False
+            if missing:
+                # First sighting (or evicted): a version never handed out before, at the
+                # current position, so other computations see no bump. Storing now is safe
+                # only if nothing was bumped since the snapshot: the lost version may have been
+                # such a bump.
+                self._nonce += 1
+                for tag in missing:
+                    self._put_tag(tag, (self._seq, self._nonce))
+                    versions[tag] = (self._seq, self._nonce)
+                if self._seq != snapshot.seq:
+                    return False
             expires = None if timeout is None else time.monotonic() + timeout
             self._entries[key] = (payload, versions, expires)
             self._entries.move_to_end(key)
@@ -96,7 +104,7 @@ class MemoryStore(Store):
                 self._entries.popitem(last=False)
             return True
 
-    def _put_tag(self, tag: str, version: int) -> None:
+    def _put_tag(self, tag: str, version: tuple[int, int]) -> None:
         self._tags[tag] = version
         self._tags.move_to_end(tag)
         while len(self._tags) > self.max_tags:
@@ -106,7 +114,7 @@ class MemoryStore(Store):
         with self._lock:
             self._seq += 1
             for tag in tags:
-                self._put_tag(tag, self._seq)
+                self._put_tag(tag, (self._seq, 0))
 
     def clear(self) -> None:
         with self._lock:

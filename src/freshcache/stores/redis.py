@@ -5,7 +5,8 @@ Cluster slot and the scripts may touch them together):
 
 * ``{P}:epoch``  random token naming the current epoch;
 * ``{P}:seq``    the global sequence (an integer, INCR only);
-* ``{P}:t:TAG``  the tag's version, ``"<epoch>:<n>"``; never expires (eviction is safe);
+* ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>"`` after a bump, ``"<epoch>:<seq>:<nonce>"``
+  when first seen; never expires (eviction is safe: see ``lua/set.lua``);
 * ``{P}:e:KEY``  an entry: a hash of ``\\0p`` (payload), ``\\0e`` (epoch) and ``tag -> version``.
 
 Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.
@@ -207,7 +208,15 @@ class RedisStore(Store):
         stored = self._call(
             lambda: self._scripts["set"](
                 keys=[self._entry_prefix + key, self._epoch_key, self._seq_key],
-                args=[self._tag_prefix, snapshot.epoch, snapshot.seq, ttl_ms, payload, *tags],
+                args=[
+                    self._tag_prefix,
+                    snapshot.epoch,
+                    snapshot.seq,
+                    ttl_ms,
+                    payload,
+                    secrets.token_hex(6),
+                    *tags,
+                ],
             )
         )
         return bool(stored)

@@ -1,11 +1,14 @@
 -- Store an entry unless a tag it depends on moved after the snapshot (the stale-set guard).
 -- KEYS[1] entry key   KEYS[2] epoch key   KEYS[3] sequence key
 -- ARGV[1] tag key prefix   ARGV[2] snapshot epoch   ARGV[3] snapshot sequence
--- ARGV[4] time to live in ms (0: none)   ARGV[5] payload   ARGV[6..] tags
+-- ARGV[4] time to live in ms (0: none)   ARGV[5] payload   ARGV[6] a fresh nonce
+-- ARGV[7..] tags
 -- Returns 1 if stored, 0 if refused.
--- Tag versions are "<epoch>:<n>". A tag with no version of this epoch (never bumped, evicted,
--- older epoch) gets a fresh one; the entry is then stored only if nothing at all was bumped
--- since the snapshot, because the missing version may have been a bump that was lost.
+-- Tag versions are "<epoch>:<seq>" (bumps) or "<epoch>:<seq>:<nonce>" (first sightings).
+-- A tag with no version of this epoch (never bumped, evicted, older epoch) gets one at the
+-- current position, unique by its nonce, which no later snapshot takes for a bump; the entry
+-- is then stored only if nothing was bumped since the snapshot, because the missing version
+-- may have been a bump that was lost.
 local epoch = redis.call('GET', KEYS[2])
 local seq = redis.call('GET', KEYS[3])
 if not seq or epoch ~= ARGV[2] then
@@ -16,18 +19,19 @@ local unchanged = tonumber(seq) == snap
 local prefix_len = #epoch + 1
 local recorded = {}
 local refuse = false
-for i = 6, #ARGV do
+local first_sighting = epoch .. ':' .. seq .. ':' .. ARGV[6]
+for i = 7, #ARGV do
   local key = ARGV[1] .. ARGV[i]
   local version = redis.call('GET', key)
   if version and string.sub(version, 1, prefix_len) == epoch .. ':' then
-    if tonumber(string.sub(version, prefix_len + 1)) > snap then
+    if tonumber(string.match(version, '^[^:]*:(%d+)')) > snap then
       return 0
     end
   else
     if not unchanged then
       refuse = true
     end
-    version = epoch .. ':' .. redis.call('INCR', KEYS[3])
+    version = first_sighting
     redis.call('SET', key, version)
   end
   recorded[#recorded + 1] = version
@@ -39,9 +43,9 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], '\0p', ARGV[5], '\0e', epoch)
 -- HSET in chunks: Lua's unpack() fails past a few thousand values.
 local chunk = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   chunk[#chunk + 1] = ARGV[i]
-  chunk[#chunk + 1] = recorded[i - 5]
+  chunk[#chunk + 1] = recorded[i - 6]
   if #chunk >= 1000 then
     redis.call('HSET', KEYS[1], unpack(chunk))
     chunk = {}

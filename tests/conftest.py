@@ -1,0 +1,107 @@
+"""Fixtures shared by the whole suite: real services, one store fixture for every store.
+
+Tests marked ``postgres`` or ``redis`` need that service. In CI (``CI=true``) a missing service
+is an error; on a developer's machine those tests are skipped and one summary line says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+import freshcache
+from freshcache import counters
+from freshcache.stores import Store
+
+IN_CI = os.environ.get("CI") == "true"
+_skipped: dict[str, int] = {}
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+_SERVICES = {
+    "postgres": lambda: settings.POSTGRES_AVAILABLE,
+    "redis": redis_available,
+}
+_status: dict[str, bool] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: needs the PostgreSQL server")
+    config.addinivalue_line("markers", "redis: needs the Redis server")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for service, probe in _SERVICES.items():
+        if item.get_closest_marker(service) is None:
+            continue
+        if service not in _status:
+            _status[service] = bool(probe())
+        if not _status[service]:
+            if IN_CI:
+                pytest.fail(f"{service} is not reachable, and CI never skips service tests")
+            _skipped[service] = _skipped.get(service, 0) + 1
+            pytest.skip(f"{service} is not running here")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped:
+        what = ", ".join(f"{n} test(s) needing {s}" for s, n in sorted(_skipped.items()))
+        terminalreporter.write_line(
+            f"!!! SKIPPED {what}: start the services (see README) or run in CI !!!",
+            red=True,
+            bold=True,
+        )
+
+
+STORE_URLS = {
+    "memory": "memory://",
+    "database": "database://",
+    "redis": None,  # filled from settings.REDIS_URL
+}
+
+
+def store_url(kind: str) -> str:
+    if kind == "redis":
+        parts = urlsplit(settings.REDIS_URL)
+        return parts._replace(query="prefix=fctest").geturl()
+    return STORE_URLS[kind]
+
+
+@pytest.fixture(params=["memory", "database", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    kind = request.param
+    if kind == "database":
+        request.node.add_marker(pytest.mark.postgres)
+    if kind == "redis":
+        request.node.add_marker(pytest.mark.redis)
+    pytest_runtest_setup(request.node)
+    return kind
+
+
+@pytest.fixture
+def fresh_store(store_kind: str, transactional_db: None) -> Iterator[Store]:
+    """Each store in turn, configured as the default store, empty, with counters at zero.
+
+    ``transactional_db``: a TestCase-style transaction around the test would defer every bump
+    to a commit that never comes.
+    """
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind)}):
+        store = freshcache.store()
+        store.clear()
+        counters.reset()
+        yield store
+        store.clear()

@@ -1,0 +1,309 @@
+"""The behavioural contract every store keeps, run against memory, database and Redis.
+
+Each test observes what a user can: how often a computation ran, what it returned, and the
+per-process counters. Races are forced with the protocol's hook points, not hoped for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, transaction
+
+import freshcache
+from freshcache import cached, depends_on, invalidate
+from freshcache.testing import hook
+from tests.testapp.models import Item
+
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls() -> None:
+    calls.clear()
+
+
+@cached
+def tagged(tag: str, n: int = 0) -> str:
+    calls[f"tagged:{tag}:{n}"] += 1
+    depends_on(tag)
+    return f"{tag}-{n}-{calls[f'tagged:{tag}:{n}']}"
+
+
+@cached
+def item_name(item: Item) -> str:
+    calls["item_name"] += 1
+    return item.name
+
+
+@cached
+def item_names() -> list[str]:
+    calls["item_names"] += 1
+    depends_on(Item)
+    return sorted(i.name for i in Item.objects.all())
+
+
+@cached
+def inner(tag: str) -> str:
+    calls["inner"] += 1
+    depends_on(tag)
+    return f"inner:{calls['inner']}"
+
+
+@cached
+def outer(tag: str) -> str:
+    calls["outer"] += 1
+    return f"outer({inner(tag)})"
+
+
+def test_miss_then_hit(fresh_store: object) -> None:
+    first = tagged.outcome("a")
+    second = tagged.outcome("a")
+    assert (first.hit, first.stored, second.hit) == (False, True, True)
+    assert first.value == second.value == "a-0-1"
+    assert calls["tagged:a:0"] == 1
+    assert freshcache.stats()["hits"] == 1
+    assert freshcache.stats()["misses"] == 1
+
+
+def test_arguments_make_distinct_entries(fresh_store: object) -> None:
+    assert tagged("a", 1) != tagged("a", 2)
+    assert tagged("a", n=1) == tagged("a", 1)  # bound arguments: one entry
+    assert calls["tagged:a:1"] == 1
+
+
+def test_free_form_tag_invalidation(fresh_store: object) -> None:
+    tagged("a")
+    tagged("b")
+    invalidate("a")
+    assert tagged.outcome("a").hit is False
+    assert tagged.outcome("b").hit is True
+    assert tagged("a") == "a-0-2"
+
+
+def test_instance_tag_invalidation(fresh_store: object) -> None:
+    one = Item.objects.create(name="one")
+    two = Item.objects.create(name="two")
+    assert item_name(one) == "one"
+    item_name(two)
+    Item.objects.filter(pk=one.pk).update(name="uno")
+    one.refresh_from_db()
+    invalidate(one)
+    assert item_name(one) == "uno"
+    assert item_name.outcome(two).hit is True
+    assert calls["item_name"] == 3
+
+
+def test_table_tag_invalidation(fresh_store: object) -> None:
+    Item.objects.create(name="one")
+    assert item_names() == ["one"]
+    Item.objects.create(name="two")
+    invalidate(Item)
+    assert item_names() == ["one", "two"]
+    assert calls["item_names"] == 2
+
+
+def test_nested_tags_bubble_up(fresh_store: object) -> None:
+    assert outer("x") == "outer(inner:1)"
+    assert outer.outcome("x").hit is True
+    invalidate("x")
+    assert outer("x") == "outer(inner:2)"
+    assert calls["outer"] == 2
+
+
+def test_nested_tags_bubble_up_from_an_inner_hit(fresh_store: object) -> None:
+    inner("y")  # cached first, on its own
+    out = outer.outcome("y")
+    assert out.value == "outer(inner:1)"
+    assert "y" in out.tags  # the inner hit's tags reached the outer entry
+    invalidate("y")
+    assert outer("y") == "outer(inner:2)"
+
+
+def test_bump_is_deferred_to_commit(fresh_store: object) -> None:
+    tagged("a")
+    with transaction.atomic():
+        invalidate("a")
+        # Not bumped yet for others; inside the dirty transaction nothing is served from cache.
+        assert tagged.outcome("a").reason == "transaction has written"
+    assert tagged.outcome("a").hit is False
+
+
+def test_no_bump_on_rollback(fresh_store: object) -> None:
+    tagged("a")
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        invalidate("a")
+        raise Rollback
+    assert tagged.outcome("a").hit is True
+
+
+def test_no_bump_on_savepoint_rollback(fresh_store: object) -> None:
+    tagged("a")
+    tagged("b")
+    with transaction.atomic():
+        invalidate("b")
+        try:
+            with transaction.atomic():  # a savepoint
+                invalidate("a")
+                raise ValueError
+        except ValueError:
+            pass
+    assert tagged.outcome("a").hit is True
+    assert tagged.outcome("b").hit is False
+
+
+def test_writing_transaction_neither_reads_nor_stores(fresh_store: object) -> None:
+    with transaction.atomic():
+        invalidate("unrelated")
+        out = tagged.outcome("a")
+        assert (out.hit, out.stored) == (False, False)
+    assert tagged.outcome("a").hit is False  # nothing was stored from inside
+    assert tagged.outcome("a").hit is True
+
+
+def test_stale_set_race_is_refused(fresh_store: object) -> None:
+    """A bump between the snapshot and the store: the old value must not be stored."""
+    with hook("after_snapshot", lambda **_: invalidate("a") if calls["tagged:a:0"] == 0 else None):
+        out = tagged.outcome("a")
+    assert (out.hit, out.stored, out.reason) == (
+        False,
+        False,
+        "a dependency changed while computing",
+    )
+    assert freshcache.stats()["stores_skipped_race"] == 1
+    assert tagged.outcome("a").hit is False
+    assert tagged.outcome("a").hit is True
+
+
+def test_stale_set_race_with_a_real_writer_thread(fresh_store: object) -> None:
+    """Reader pauses after reading the data; a writer commits and bumps; reader then stores."""
+    item = Item.objects.create(name="old")
+    read_done, write_done = threading.Event(), threading.Event()
+
+    @cached
+    def name_of(pk: int) -> str:
+        depends_on(f"testapp.item:{pk}")
+        value = Item.objects.get(pk=pk).name
+        read_done.set()
+        assert write_done.wait(10)
+        return value
+
+    def writer() -> None:
+        assert read_done.wait(10)
+        with transaction.atomic():
+            Item.objects.filter(pk=item.pk).update(name="new")
+            invalidate(f"testapp.item:{item.pk}")
+        write_done.set()
+        connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    out = name_of.outcome(item.pk)
+    thread.join(10)
+    assert out.value == "old"  # it read before the write: fine to serve, not to store
+    assert out.stored is False
+    assert name_of(item.pk) == "new"
+
+
+def test_bump_while_nothing_changed_stores_new_tags_at_once(fresh_store: object) -> None:
+    out = tagged.outcome("never-seen-before")
+    assert out.stored is True
+
+
+def test_lost_tag_versions_only_cause_misses(fresh_store: object, store_kind: str) -> None:
+    tagged("a")
+    forget_tag_versions(store_kind)
+    out = tagged.outcome("a")
+    assert out.hit is False
+    assert tagged.outcome("a").hit is True
+
+
+def test_corrupt_entry_is_a_miss(fresh_store: object, store_kind: str) -> None:
+    tagged("a")
+    corrupt_entries(store_kind)
+    out = tagged.outcome("a")
+    assert out.hit is False
+    assert out.value == "a-0-2"
+    assert freshcache.stats()["corrupt_entries"] == 1
+
+
+def test_clear_makes_everything_miss(fresh_store: freshcache.stores.Store) -> None:
+    tagged("a")
+    fresh_store.clear()
+    assert tagged.outcome("a").hit is False
+
+
+async def test_async_cached_function(fresh_store: object) -> None:
+    @cached
+    async def greet(name: str) -> str:
+        calls["greet"] += 1
+        depends_on(f"person:{name}")
+        return f"hello {name} #{calls['greet']}"
+
+    assert await greet("ann") == "hello ann #1"
+    assert (await greet.outcome("ann")).hit is True
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(invalidate)("person:ann")
+    assert await greet("ann") == "hello ann #2"
+
+
+def test_unkeyable_argument_names_the_argument(fresh_store: object) -> None:
+    @cached
+    def f(limit: int, things: object) -> int:
+        return limit
+
+    with pytest.raises(TypeError, match=r"argument 'things' cannot be part of a cache key"):
+        f(3, object())
+    with pytest.raises(TypeError, match=r"pass the values you filter on instead of a queryset"):
+        f(3, Item.objects.all())
+
+
+@pytest.mark.postgres
+def test_repeatable_read_snapshot_is_not_stored(fresh_store: object) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("isolation levels are a PostgreSQL test")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        out = tagged.outcome("rr")
+    assert out.stored is False
+    assert out.reason == "transaction snapshot predates the computation"
+
+
+# -- helpers that destroy metadata the way eviction or a flush would --------------------------
+
+
+def forget_tag_versions(kind: str) -> None:
+    store = freshcache.store()
+    if kind == "memory":
+        store._tags.clear()  # type: ignore[attr-defined]
+    elif kind == "database":
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM freshcache_tag")
+    else:
+        client = store._client  # type: ignore[attr-defined]
+        keys = list(client.scan_iter(match="{fctest}:t:*"))
+        if keys:
+            client.delete(*keys)
+
+
+def corrupt_entries(kind: str) -> None:
+    store = freshcache.store()
+    if kind == "memory":
+        entries = store._entries  # type: ignore[attr-defined]
+        for key, (payload, versions, expires) in list(entries.items()):
+            entries[key] = (payload[:-3], versions, expires)
+    elif kind == "database":
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE freshcache_entry SET payload = %s", [b"fc1garbage"])
+    else:
+        client = store._client  # type: ignore[attr-defined]
+        for key in client.scan_iter(match="{fctest}:e:*"):
+            client.hset(key, "\0p", b"fc1" + b"x" * 40)
