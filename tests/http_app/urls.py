@@ -1,1 +1,35 @@
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("plain/", views.plain),
+    path("echo/", views.echo_query),
+    path("allow/", views.allowlisted),
+    path("form/", views.form),
+    path("submit/", views.submit),
+    path("cookie/", views.reads_cookie),
+    path("reflect/", views.reflect_headers),
+    path("who/", views.who),
+    path("account/<path:rest>", views.who),
+    path("per-user/", views.per_user),
+    path("messages/", views.with_messages),
+    path("add-message/", views.add_message),
+    path("lang/", views.declared_vary),
+    path("variant/", views.learned_vary),
+    path("sets-cookie/", views.sets_cookie),
+    path("never/", views.not_cached),
+    path("error/", views.error),
+    path("missing/", views.missing),
+    path("stream/", views.streaming),
+    path("get-only/", views.get_only),
+    path("async/", views.async_view),
+    path("async/<int:n>/", views.async_tagged),
+    path("class/", views.ClassView.as_view()),
+    path("fragments/", views.fragments),
+    path("fragments-uncached/", views.fragments_uncached),
+    path("jinja/", views.jinja),
+    path("spa/", views.spa),
+    path("placeholder/", views.placeholder_page),
+    path("article/<slug:slug>/", views.article),
+]

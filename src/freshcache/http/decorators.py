@@ -1,0 +1,114 @@
+"""``@cache_page``: cache a view's response until the data it was built from changes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+from ..tags import Taggable
+from .serve import PageOptions, aserve, serve
+
+__all__ = ["cache_page"]
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+@overload
+def cache_page(view: V) -> V: ...
+
+
+@overload
+def cache_page(
+    view: None = None,
+    *,
+    vary_on_user: bool = False,
+    vary_on_headers: Iterable[str] = (),
+    query_params: Iterable[str] | None = None,
+    tags: Iterable[Taggable] | Callable[..., Iterable[Taggable]] = (),
+    store: str | None = None,
+    statuses: Iterable[int] | None = None,
+) -> Callable[[V], V]: ...
+
+
+def cache_page(
+    view: V | None = None,
+    *,
+    vary_on_user: bool = False,
+    vary_on_headers: Iterable[str] = (),
+    query_params: Iterable[str] | None = None,
+    tags: Iterable[Taggable] | Callable[..., Iterable[Taggable]] = (),
+    store: str | None = None,
+    statuses: Iterable[int] | None = None,
+) -> V | Callable[[V], V]:
+    """Cache the view's response until any data it read changes; no timeout.
+
+    ``vary_on_user``
+        Cache one copy per user (logged-in users and visitors with a session are otherwise
+        never served from or stored in the cache).
+    ``vary_on_headers``
+        Request headers the page depends on (``["Accept-Language"]``); reading any other header
+        makes the response uncacheable.
+    ``query_params``
+        The query parameters that matter; others (``utm_source``…) are ignored and share the
+        entry. The default keys on the whole normalised query string.
+    ``tags``
+        Extra dependencies: tags, model instances or classes, or a callable
+        ``tags(request, *args, **kwargs)`` returning them.
+    ``store``
+        The name of a store in ``FRESHCACHE["STORES"]``.
+    ``statuses``
+        Status codes that may be stored (default ``FRESHCACHE["CACHE_STATUSES"]``, i.e. 200);
+        301, 404, 410… may be opted in, 5xx never.
+
+    Works on ``async def`` views, and on class-based views through ``method_decorator``::
+
+        @cache_page
+        def post_detail(request, slug): ...
+
+        @cache_page(query_params=["page"], vary_on_headers=["Accept-Language"])
+        async def front_page(request): ...
+
+        @method_decorator(cache_page, name="dispatch")
+        class PostView(DetailView): ...
+    """
+    codes = None if statuses is None else tuple(int(s) for s in statuses)
+    if codes and any(code >= 500 for code in codes):
+        raise ValueError("cache_page(statuses=...) cannot include 5xx: a cached error is a DoS")
+    tag_function = tags if callable(tags) else None
+    static_tags = () if callable(tags) else tuple(tags)
+    base = PageOptions(
+        vary_on_user=vary_on_user,
+        vary_on_headers=tuple(h.lower() for h in vary_on_headers),
+        query_params=None if query_params is None else frozenset(query_params),
+        tags=static_tags,
+        tag_function=tag_function,
+        store=store,
+        statuses=codes,
+    )
+
+    def decorator(func: V) -> V:
+        name = f"view:{func.__module__}.{getattr(func, '__qualname__', repr(func))}"
+        options = PageOptions(**{**base.__dict__, "namespace": name})
+        if iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+                return await aserve(
+                    request, lambda: func(request, *args, **kwargs), options, args, kwargs
+                )
+
+            markcoroutinefunction(async_view)
+            return async_view  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            return serve(request, lambda: func(request, *args, **kwargs), options, args, kwargs)
+
+        return sync_view  # type: ignore[return-value]
+
+    if view is not None:
+        return decorator(view)
+    return decorator

@@ -1,0 +1,203 @@
+"""Cached template fragments, shared by ``{% cachefresh %}`` and the Jinja2 extension.
+
+A fragment is keyed by its name, the template it is in, and the values given to it; it depends
+on everything read while it renders (tags bubble from inner fragments to outer ones and to the
+page: Russian-doll caching) and, conservatively, on:
+
+* the model instances among those values and in the template context (a fragment may show
+  ``post.title`` without any query: the instance was loaded before the fragment began), with
+  the instances they hold through ``select_related``;
+* the tags the enclosing scope had already collected when the fragment began (whatever the
+  page read to arrive here).
+
+While a fragment renders, the request is guarded with a key that covers nothing: a fragment that
+reads a cookie, a header, a query parameter or the user is served but not stored. Pass such
+values as arguments instead (``{% cachefresh "list" request.GET.page %}``). CSRF tokens and
+placeholders inside a fragment are cut into slots exactly as in pages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+from django.http import HttpRequest
+from django.utils.functional import LazyObject
+
+from ..core import fetch
+from ..scope import add_tags, current_scope, mark_uncacheable
+from ..tags import instance_tag, table_tag
+from . import placeholders
+from .guard import Guard, conditions_violated, guarded, record_absent
+from .keys import _digest, frame
+
+__all__ = ["Fragment", "FragmentCodec", "render_fragment"]
+
+_MAX_CONTEXT_OBJECTS = 2000
+
+
+@dataclass
+class Fragment:
+    text: str
+    slots: list[tuple[int, str]] = field(default_factory=list)
+    absent: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FragmentCodec:
+    """``Fragment`` <-> JSON bytes (no pickle)."""
+
+    def dumps(self, value: Fragment) -> bytes:
+        return json.dumps(
+            {"v": 1, "text": value.text, "slots": value.slots, "absent": value.absent},
+            separators=(",", ":"),
+        ).encode("utf-8", "surrogatepass")
+
+    def loads(self, data: bytes) -> Fragment:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != 1 or not isinstance(raw["text"], str):
+            raise ValueError("not a freshcache fragment")
+        slots = [(int(o), str(n)) for o, n in raw["slots"]]
+        if any(not 0 <= o <= len(raw["text"]) for o, _ in slots):
+            raise ValueError("slot outside the text")
+        return Fragment(raw["text"], slots, [(str(s), str(n)) for s, n in raw["absent"]])
+
+
+CODEC = FragmentCodec()
+
+
+def _model_tags(obj: models.Model, tags: set[str], depth: int = 2) -> None:
+    if obj.pk is None:
+        return
+    tags.add(instance_tag(obj, obj._state.db))
+    if depth <= 0:
+        return
+    for related in getattr(obj._state, "fields_cache", {}).values():
+        if isinstance(related, models.Model):
+            _model_tags(related, tags, depth - 1)
+    for rows in getattr(obj, "_prefetched_objects_cache", {}).values():
+        if isinstance(rows, models.QuerySet):
+            tags.add(table_tag(rows.model, rows.db))
+
+
+def value_tags(values: Iterable[Any]) -> set[str]:
+    """Tags of the model instances (and evaluated querysets) among ``values``."""
+    tags: set[str] = set()
+    seen = 0
+    for value in values:
+        if isinstance(value, LazyObject):  # never evaluate request.user and friends
+            continue
+        if isinstance(value, models.Model):
+            _model_tags(value, tags)
+        elif isinstance(value, models.QuerySet):
+            if value._result_cache is not None:
+                tags.add(table_tag(value.model, value.db))
+        elif isinstance(value, list | tuple) and value:
+            for item in value[:_MAX_CONTEXT_OBJECTS]:
+                if isinstance(item, models.Model):
+                    _model_tags(item, tags, depth=1)
+        else:
+            object_list = getattr(value, "object_list", None)  # a paginator Page
+            if isinstance(object_list, models.QuerySet) and object_list._result_cache is not None:
+                tags.add(table_tag(object_list.model, object_list.db))
+        seen += 1
+        if seen > _MAX_CONTEXT_OBJECTS:
+            break
+    return tags
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, models.Model):
+        return f"m:{value._meta.label_lower}:{value._state.db}:{value.pk!r}"
+    if value is None or isinstance(value, bool | int | float):
+        return f"{type(value).__name__}:{value!r}"
+    return f"{type(value).__module__}.{type(value).__qualname__}:{value}"
+
+
+def fragment_key(name: str, values: Iterable[Any], origin: str) -> str:
+    return "freshcache.fragment:" + _digest(frame(["v1", origin, name, *map(_encode, values)]))
+
+
+def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
+    cuts: list[tuple[int, int, str]] = []
+    secret = placeholders.csrf_secret(request)
+    if secret is not None:
+        encoded = text.encode("utf-8", "surrogatepass")
+        if secret.encode() in encoded:
+            return "the CSRF secret itself in a fragment"
+        for start, end in placeholders.find_csrf_tokens(encoded, secret):
+            # Tokens are ASCII, so byte offsets of the ASCII prefix map to str offsets.
+            prefix = encoded[:start].decode("utf-8", "surrogatepass")
+            cuts.append((len(prefix), len(prefix) + end - start, placeholders.CSRF))
+    if guard.csrf_used and not cuts:
+        return "get_token() was called but its token is not in the fragment"
+    for marker, name in guard.markers.items():
+        start = text.find(marker)
+        while start != -1:
+            cuts.append((start, start + len(marker), name))
+            start = text.find(marker, start + len(marker))
+    cuts.sort()
+    out, slots, pos, removed = [], [], 0, 0
+    for start, end, name in cuts:
+        out.append(text[pos:start])
+        slots.append((start - removed, name))
+        removed += end - start
+        pos = end
+    out.append(text[pos:])
+    return Fragment("".join(out), slots, sorted(guard.absent))
+
+
+def _filled(fragment: Fragment, request: HttpRequest | None) -> str:
+    if not fragment.slots:
+        return fragment.text
+    out, pos = [], 0
+    for offset, name in fragment.slots:
+        out.append(fragment.text[pos:offset])
+        # Inside a cached page this is the page's own marker (cut again there), else the value.
+        out.append(placeholders.placeholder(request, name))
+        pos = offset
+    out.append(fragment.text[pos:])
+    return "".join(out)
+
+
+def render_fragment(
+    name: str,
+    values: list[Any],
+    origin: str,
+    request: HttpRequest | None,
+    render: Callable[[], str],
+    context_values: Iterable[Any] = (),
+    store: str | None = None,
+) -> str:
+    """Return the fragment's text: from the cache if still valid, else ``render()``."""
+    parent = current_scope()
+    inherited = set(parent.tags) if parent is not None else set()
+    inherited |= value_tags(values)
+    inherited |= value_tags(context_values)
+    rendered: dict[str, str] = {}
+
+    def compute() -> Fragment | None:
+        add_tags(inherited)
+        if request is None:
+            rendered["text"] = render()
+            return Fragment(rendered["text"])
+        guard = Guard(request)
+        with guarded(request, guard):
+            rendered["text"] = render()
+        result = _cut(rendered["text"], guard, request)
+        if isinstance(result, str):
+            mark_uncacheable(result)
+            return None
+        return result
+
+    outcome = fetch(fragment_key(name, values, origin), compute, store=store, codec=CODEC)
+    if not outcome.hit:
+        return rendered["text"]
+    fragment = outcome.value
+    if request is not None:
+        if conditions_violated(request, fragment.absent):
+            return render()
+        record_absent(request, fragment.absent)
+    return _filled(fragment, request)

@@ -1,0 +1,253 @@
+"""A cached page: what is stored, how it is checked before storing, and how a hit is served.
+
+Stored format (no pickle, nothing executable): a 4-byte big-endian length, a JSON header
+(status, headers, slots, conditions, ETag) and the raw body bytes. A payload that does not parse
+exactly is a miss (the core already verified its HMAC in shared stores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
+from django.utils.cache import cc_delim_re, get_conditional_response
+
+from . import placeholders
+from .guard import Guard, record_absent
+
+__all__ = ["Page", "PageCodec", "VaryMarker", "page_from_response", "response_from_page"]
+
+# Headers never stored: recomputed (ETag, length), or ours (X-Freshcache).
+_UNSTORED = frozenset({"etag", "content-length", "x-freshcache", "set-cookie"})
+_REFUSED_CACHE_CONTROL = ("private", "no-store", "no-cache")
+
+
+@dataclass
+class Page:
+    """A response as stored: body without its per-request slots, plus what is needed to serve it."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    #: ``(offset in body, placeholder name)``, offsets ascending.
+    slots: list[tuple[int, str]] = field(default_factory=list)
+    #: ``(source, name)`` request inputs that must be absent to serve this page.
+    absent: list[tuple[str, str]] = field(default_factory=list)
+    #: On a hit, call ``get_token()`` so the CSRF cookie is sent as Django would.
+    csrf_cookie: bool = False
+    #: Hash of the stored body and slots (the ETag of a page without slots).
+    digest: str = ""
+    #: Tags the page depends on (filled from the fetch outcome; not stored).
+    tags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class VaryMarker:
+    """Stored under a URL's first-level key when its response varies on undeclared headers."""
+
+    headers: tuple[str, ...]
+
+
+def _digest(body: bytes, slots: list[tuple[int, str]]) -> str:
+    h = hashlib.blake2b(body, digest_size=16)
+    h.update(json.dumps(slots).encode())
+    return h.hexdigest()
+
+
+class PageCodec:
+    """``Page``/``VaryMarker`` <-> bytes, without pickle."""
+
+    def dumps(self, value: Any) -> bytes:
+        if isinstance(value, VaryMarker):
+            header: dict[str, Any] = {"v": 1, "vary": list(value.headers)}
+            body = b""
+        else:
+            assert isinstance(value, Page)
+            header = {
+                "v": 1,
+                "status": value.status,
+                "headers": value.headers,
+                "slots": value.slots,
+                "absent": value.absent,
+                "csrf_cookie": value.csrf_cookie,
+                "digest": value.digest,
+            }
+            body = value.body
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        return len(encoded).to_bytes(4, "big") + encoded + body
+
+    def loads(self, data: bytes) -> Page | VaryMarker:
+        size = int.from_bytes(data[:4], "big")
+        header = json.loads(data[4 : 4 + size])
+        if not isinstance(header, dict) or header.get("v") != 1:
+            raise ValueError("not a freshcache page")
+        if "vary" in header:
+            return VaryMarker(tuple(_strs(header["vary"])))
+        body = data[4 + size :]
+        slots = [(int(o), str(n)) for o, n in header["slots"]]
+        if any(not 0 <= o <= len(body) for o, _ in slots):
+            raise ValueError("slot outside the body")
+        return Page(
+            status=int(header["status"]),
+            headers=[(str(k), str(v)) for k, v in header["headers"]],
+            body=body,
+            slots=slots,
+            absent=[(str(s), str(n)) for s, n in header["absent"]],
+            csrf_cookie=bool(header["csrf_cookie"]),
+            digest=str(header["digest"]),
+        )
+
+
+def _strs(items: Any) -> list[str]:
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError("bad list")
+    return items
+
+
+def vary_headers(response: HttpResponseBase) -> list[str]:
+    if not response.has_header("Vary"):
+        return []
+    return [h.strip().lower() for h in cc_delim_re.split(response["Vary"]) if h.strip()]
+
+
+def _cache_control_refusal(response: HttpResponseBase) -> str | None:
+    if not response.has_header("Cache-Control"):
+        return None
+    for directive in cc_delim_re.split(response["Cache-Control"]):
+        name, _, value = directive.strip().lower().partition("=")
+        if name in _REFUSED_CACHE_CONTROL:
+            return f"Cache-Control: {name}"
+        if name in ("max-age", "s-maxage") and value.strip().strip('"') == "0":
+            return f"Cache-Control: {name}=0"
+    return None
+
+
+def page_from_response(
+    request: HttpRequest,
+    response: HttpResponseBase,
+    guard: Guard,
+    statuses: tuple[int, ...],
+) -> Page | str:
+    """Return the storable form of ``response``, or why it must not be stored."""
+    if response.streaming:
+        return "streaming response"
+    if response.status_code not in statuses or response.status_code >= 500:
+        return f"status {response.status_code}"
+    assert isinstance(response, HttpResponse)
+    refusal = _cache_control_refusal(response)
+    if refusal:
+        return refusal
+    if "*" in vary_headers(response):
+        return "Vary: *"
+    secret = placeholders.csrf_secret(request)
+    csrf_cookie = False
+    for name, morsel in response.cookies.items():
+        if (
+            name == settings.CSRF_COOKIE_NAME
+            and secret is not None
+            and morsel.value == secret
+            and not settings.CSRF_USE_SESSIONS
+        ):
+            csrf_cookie = True  # set again on every hit by CsrfViewMiddleware, never stored
+            continue
+        return f"sets cookie {name!r}"
+    headers = [(k, v) for k, v in response.items() if k.lower() not in _UNSTORED]
+    body = response.content
+    header_bytes = "\n".join(f"{k}: {v}" for k, v in headers).encode("utf-8", "surrogatepass")
+
+    # Cut per-request bits into slots: CSRF tokens, then the markers of custom placeholders.
+    cuts: list[tuple[int, int, str]] = []
+    if secret is not None:
+        if placeholders.contains_csrf_secret(header_bytes, secret):
+            return "a CSRF token in a response header"
+        cuts += [(s, e, placeholders.CSRF) for s, e in placeholders.find_csrf_tokens(body, secret)]
+        if secret.encode() in body:
+            return "the CSRF secret itself in the body"
+    if guard.csrf_used and not cuts and not csrf_cookie:
+        return "get_token() was called but its token is not in the body"
+    for marker, name in guard.markers.items():
+        encoded = marker.encode()
+        if encoded in header_bytes:
+            return f"placeholder {name!r} in a response header"
+        start = body.find(encoded)
+        while start != -1:
+            cuts.append((start, start + len(encoded), name))
+            start = body.find(encoded, start + len(encoded))
+    cuts.sort()
+    parts, slots, pos, removed = [], [], 0, 0
+    for start, end, name in cuts:
+        if start < pos:  # overlapping matches cannot happen with tokens and markers; be safe
+            return "overlapping placeholders"
+        parts.append(body[pos:start])
+        slots.append((start - removed, name))
+        removed += end - start
+        pos = end
+    parts.append(body[pos:])
+    stored = b"".join(parts)
+    return Page(
+        status=response.status_code,
+        headers=headers,
+        body=stored,
+        slots=slots,
+        absent=sorted(guard.absent),
+        csrf_cookie=csrf_cookie or any(n == placeholders.CSRF for _, n in slots),
+        digest=_digest(stored, slots),
+    )
+
+
+def etag_for(request: HttpRequest, page: Page) -> str | None:
+    """Return the ETag of ``page`` as served to ``request``, or ``None`` if it cannot have one.
+
+    A page without slots has a strong ETag (its bytes are the same for everybody). A page with
+    slots has a weak one that also covers what its slots hold for this client (the identity of
+    its CSRF secret, not the secret): the bytes differ per response (tokens are masked anew)
+    but are equivalent for that client.
+    """
+    names = {name for _, name in page.slots}
+    if not names:
+        return f'"{page.digest}"'
+    extra = placeholders.validator(request, names)
+    if extra is None:
+        return None
+    tail = hashlib.blake2b(extra.encode(), digest_size=8).hexdigest()
+    return f'W/"{page.digest}-{tail}"'
+
+
+def response_from_page(request: HttpRequest, page: Page) -> HttpResponseBase:
+    """Build the response for a hit (a 304 if the client's copy is current)."""
+    etag = etag_for(request, page)
+    cache: dict[str, str] = {}
+    if page.csrf_cookie:
+        # Exactly what an uncached render of {% csrf_token %} does: CsrfViewMiddleware then
+        # sets (or renews) the CSRF cookie on the way out.
+        placeholders.fill(request, placeholders.CSRF, cache)
+    if etag is not None and request.META.get("HTTP_IF_NONE_MATCH"):
+        not_modified = get_conditional_response(request, etag=etag)
+        if isinstance(not_modified, HttpResponseNotModified):
+            not_modified["ETag"] = etag
+            return not_modified
+    if page.slots:
+        out, pos = [], 0
+        for offset, name in page.slots:
+            out.append(page.body[pos:offset])
+            out.append(placeholders.fill(request, name, cache).encode())
+            pos = offset
+        out.append(page.body[pos:])
+        body = b"".join(out)
+    else:
+        body = page.body
+    response = HttpResponse(body, status=page.status)
+    for name, value in page.headers:
+        response[name] = value
+    if etag is not None:
+        response["ETag"] = etag
+    return response
+
+
+def replay_conditions(request: HttpRequest, page: Page) -> None:
+    """Tell enclosing guards (a page around a fragment hit) what this value assumed absent."""
+    record_absent(request, page.absent)

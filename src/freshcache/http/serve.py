@@ -1,0 +1,307 @@
+"""Serve one request through the page cache: the logic shared by ``cache_page`` and the middleware.
+
+For a GET or HEAD request that passes the request checks (no ``Authorization``, no body, no
+session unless the view varies per user, a valid host, a bounded query string):
+
+1. ``fetch(key1, render)`` where ``key1`` covers the URL and the declared varying inputs.
+2. The render runs under a :class:`~freshcache.http.guard.Guard`; the response is checked
+   (status, cookies, ``Cache-Control``, ``Vary``), its CSRF tokens and placeholders are cut out,
+   and the resulting :class:`~freshcache.http.page.Page` is what the core stores — or the scope is
+   marked uncacheable and only the live response is served.
+3. If the response varies on headers the key did not cover (``Vary`` set by the view), a small
+   :class:`~freshcache.http.page.VaryMarker` naming them is stored under ``key1`` instead, and the
+   next request looks the page up under ``key2 = key1 + those headers' values``. Declaring
+   ``vary_on_headers`` up front saves that second lookup (one store round trip per hit).
+4. A hit is served only if the page's recorded conditions still hold (what the render found
+   absent is still absent), with its slots filled for this request and a 304 when the client's
+   ``If-None-Match`` matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponseBase
+
+from ..conf import get_settings
+from ..core import Outcome, afetch, fetch
+from ..scope import add_tags, mark_uncacheable
+from ..tags import Taggable, tags_for
+from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
+from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
+from .page import (
+    Page,
+    PageCodec,
+    VaryMarker,
+    etag_for,
+    page_from_response,
+    response_from_page,
+    vary_headers,
+)
+
+__all__ = ["PageOptions", "aserve", "serve"]
+
+logger = logging.getLogger("freshcache.http")
+CODEC = PageCodec()
+_SAFE = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class PageOptions:
+    """How one view (or the whole site) is cached. See ``cache_page`` for the meaning."""
+
+    vary_on_user: bool = False
+    vary_on_headers: tuple[str, ...] = ()
+    query_params: frozenset[str] | None = None
+    tags: tuple[Any, ...] = ()
+    tag_function: Callable[..., Iterable[Taggable]] | None = None
+    store: str | None = None
+    statuses: tuple[int, ...] | None = None
+    namespace: str = "page"
+
+
+@dataclass
+class _Plan:
+    request: HttpRequest
+    options: PageOptions
+    query: QueryKey
+    host: str
+    user: str | None
+    extra_tags: set[str] = field(default_factory=set)
+    response: HttpResponseBase | None = None
+
+    def key(self, vary: tuple[str, ...] = ()) -> str:
+        meta = self.request.META
+        names = sorted({h.lower() for h in (*self.options.vary_on_headers, *vary)})
+        headers = [(h, meta.get(header_meta_name(h))) for h in names]
+        return page_key(
+            self.request,
+            self.query,
+            host=self.host,
+            headers=headers,
+            user=self.user,
+            namespace=self.options.namespace,
+        )
+
+    def guard(self, vary: tuple[str, ...], first: bool) -> Guard:
+        declared = {*self.options.vary_on_headers, *vary}
+        allow = self.options.query_params
+        raw_query = self.request.META.get("QUERY_STRING", "")
+        return Guard(
+            self.request,
+            query_all=allow is None,
+            query_keyed=allow,
+            raw_query_ok=not self.query.unkeyed and raw_query == self.query.canonical,
+            unkeyed_params=self.query.unkeyed,
+            meta_keyed=_keyed_meta(frozenset(header_meta_name(h) for h in declared)),
+            user_keyed=self.options.vary_on_user,
+            defer_headers=first,
+        )
+
+    def statuses(self) -> tuple[int, ...]:
+        return self.options.statuses or get_settings().cache_statuses
+
+    def conclude(
+        self, response: HttpResponseBase, guard: Guard, vary: tuple[str, ...], first: bool
+    ) -> Page | VaryMarker | None:
+        """Turn the rendered response into what is stored (``None``: nothing is)."""
+        self.response = response
+        if self.request.method == "HEAD":
+            # A HEAD render may omit the body; GET and HEAD share entries, so only GET stores.
+            mark_uncacheable("HEAD renders are not stored")
+            return None
+        try:
+            result = page_from_response(self.request, response, guard, self.statuses())
+        except Exception as exc:  # never a 500 from freshcache
+            logger.exception("freshcache: could not prepare a page for storing")
+            result = f"internal error: {type(exc).__name__}"
+        if isinstance(result, str):
+            mark_uncacheable(result)
+            return None
+        if guard.refused:
+            return None
+        covered = {h.lower() for h in (*self.options.vary_on_headers, *vary)}
+        undeclared = set(vary_headers(response)) - covered
+        if result.csrf_cookie and settings.CSRF_COOKIE_NAME in response.cookies:
+            # Vary: Cookie added by the CSRF machinery inside the view; every other cookie read
+            # is tracked by the guard, so the key need not include the Cookie header.
+            undeclared.discard("cookie")
+        # Headers the render read that the key did not cover are fine only if the response
+        # says it varies on them: they go into the second-level key.
+        unkeyed_reads = {
+            name for name in guard.deferred
+            if name not in {header_meta_name(h) for h in undeclared}
+        }
+        if unkeyed_reads:
+            first_read = sorted(unkeyed_reads)[0]
+            mark_uncacheable(reason_text(f"read header {first_read!r}, which is not part of the key"))
+            return None
+        if undeclared:
+            if first:
+                return VaryMarker(tuple(sorted(undeclared)))
+            mark_uncacheable("the Vary headers changed: " + ", ".join(sorted(undeclared)))
+            return None
+        return result
+
+
+def _prepare(request: HttpRequest, options: PageOptions, args: tuple, kwargs: dict) -> _Plan | str:
+    """Decide whether ``request`` may use the cache at all, and how its key is built."""
+    if request.method not in _SAFE:
+        return f"method {request.method}"
+    meta = request.META
+    if "HTTP_AUTHORIZATION" in meta:
+        return "request has Authorization"
+    if meta.get("CONTENT_LENGTH") not in (None, "", "0") or "HTTP_TRANSFER_ENCODING" in meta:
+        return "request has a body"
+    if settings.SESSION_COOKIE_NAME in request.COOKIES and not options.vary_on_user:
+        return "request has a session"
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return "host not allowed"
+    query = normalized_query(request, options.query_params)
+    if query.bypass:
+        return query.bypass
+    user = None
+    if options.vary_on_user:
+        who = getattr(request, "user", None)
+        user = f"user:{who.pk}" if who is not None and who.is_authenticated else "anonymous"
+    plan = _Plan(request, options, query, host, user)
+    plan.extra_tags.add(url_tag(request.path))
+    plan.extra_tags |= tags_for(options.tags)
+    if options.tag_function is not None:
+        plan.extra_tags |= tags_for(options.tag_function(request, *args, **kwargs))
+    return plan
+
+
+def _header_enabled() -> bool:
+    value = get_settings().header
+    return settings.DEBUG if value is None else value
+
+
+def _annotate(
+    request: HttpRequest,
+    response: HttpResponseBase,
+    state: str,
+    reason: str | None = None,
+    page: Page | None = None,
+) -> HttpResponseBase:
+    if _header_enabled():
+        response["X-Freshcache"] = state + (f"; reason={reason_text(reason)}" if reason else "")
+    if page is not None:
+        if not response.has_header("Cache-Control") and get_settings().browser_cache_control:
+            response["Cache-Control"] = get_settings().browser_cache_control
+        if not response.has_header("ETag") and response.status_code != 304:
+            etag = etag_for(request, page)
+            if etag is not None:
+                response["ETag"] = etag
+    return response
+
+
+def _served_hit(request: HttpRequest, outcome: Outcome[Any]) -> HttpResponseBase | str:
+    """The response for a hit, or why this request may not be served the stored page."""
+    page = outcome.value
+    assert isinstance(page, Page)
+    violated = conditions_violated(request, page.absent)
+    if violated:
+        return violated
+    try:
+        response = response_from_page(request, page)
+    except Exception as exc:
+        logger.exception("freshcache: could not serve a stored page")
+        return f"internal error: {type(exc).__name__}"
+    return _annotate(request, response, "hit", page=page)
+
+
+def _served_miss(plan: _Plan, outcome: Outcome[Any]) -> HttpResponseBase:
+    response = plan.response
+    assert response is not None
+    if outcome.stored and isinstance(outcome.value, Page):
+        return _annotate(plan.request, response, "miss", page=outcome.value)
+    if outcome.stored and isinstance(outcome.value, VaryMarker):
+        why = "learnt that it varies on " + ", ".join(outcome.value.headers)
+        return _annotate(plan.request, response, "bypass", why)
+    return _annotate(plan.request, response, "bypass", outcome.reason or "not stored")
+
+
+def serve(
+    request: HttpRequest,
+    render: Callable[[], HttpResponseBase],
+    options: PageOptions,
+    args: tuple = (),
+    kwargs: dict | None = None,
+) -> HttpResponseBase:
+    """Serve ``request`` from the page cache, calling ``render()`` on a miss."""
+    try:
+        plan = _prepare(request, options, args, kwargs or {})
+    except Exception as exc:
+        logger.exception("freshcache: could not key this request")
+        plan = f"internal error: {type(exc).__name__}"
+    if isinstance(plan, str):
+        return _annotate(request, render(), "bypass", plan)
+
+    def compute(vary: tuple[str, ...], first: bool) -> Callable[[], Page | VaryMarker | None]:
+        def run() -> Page | VaryMarker | None:
+            add_tags(plan.extra_tags)
+            guard = plan.guard(vary, first)
+            with guarded(request, guard):
+                response = render()
+            return plan.conclude(response, guard, vary, first)
+
+        return run
+
+    outcome = fetch(plan.key(), compute((), True), store=options.store, codec=CODEC)
+    if outcome.hit and isinstance(outcome.value, VaryMarker):
+        vary = outcome.value.headers
+        outcome = fetch(plan.key(vary), compute(vary, False), store=options.store, codec=CODEC)
+    if outcome.hit:
+        served = _served_hit(request, outcome) if isinstance(outcome.value, Page) else "bad entry"
+        if isinstance(served, str):
+            return _annotate(request, render(), "bypass", served)
+        return served
+    return _served_miss(plan, outcome)
+
+
+async def aserve(
+    request: HttpRequest,
+    render: Callable[[], Awaitable[HttpResponseBase]],
+    options: PageOptions,
+    args: tuple = (),
+    kwargs: dict | None = None,
+) -> HttpResponseBase:
+    """The ``async`` form of :func:`serve`, for ``async def`` views and async middleware."""
+    try:
+        plan = _prepare(request, options, args, kwargs or {})
+    except Exception as exc:
+        logger.exception("freshcache: could not key this request")
+        plan = f"internal error: {type(exc).__name__}"
+    if isinstance(plan, str):
+        return _annotate(request, await render(), "bypass", plan)
+
+    def compute(vary: tuple[str, ...], first: bool) -> Callable[[], Awaitable[Any]]:
+        async def run() -> Page | VaryMarker | None:
+            add_tags(plan.extra_tags)
+            guard = plan.guard(vary, first)
+            with guarded(request, guard):
+                response = await render()
+            return plan.conclude(response, guard, vary, first)
+
+        return run
+
+    outcome = await afetch(plan.key(), compute((), True), store=options.store, codec=CODEC)
+    if outcome.hit and isinstance(outcome.value, VaryMarker):
+        vary = outcome.value.headers
+        outcome = await afetch(
+            plan.key(vary), compute(vary, False), store=options.store, codec=CODEC
+        )
+    if outcome.hit:
+        served = _served_hit(request, outcome) if isinstance(outcome.value, Page) else "bad entry"
+        if isinstance(served, str):
+            return _annotate(request, await render(), "bypass", served)
+        return served
+    return _served_miss(plan, outcome)

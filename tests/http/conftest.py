@@ -1,0 +1,35 @@
+"""Fixtures for the page-cache tests: an empty memory store, counters reset, the header on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.test import Client, override_settings
+
+import freshcache
+from tests.http_app.views import RENDERS
+
+
+@pytest.fixture
+def page_store(transactional_db: None) -> Iterator[None]:
+    """The memory store, emptied, with ``X-Freshcache`` on.
+
+    ``transactional_db``: inside a test-wide transaction every write would leave it dirty, and
+    freshcache (rightly) neither serves nor stores anything in a dirty transaction.
+    """
+    with override_settings(FRESHCACHE={"STORE": "memory://", "HEADER": True}):
+        freshcache.store().clear()
+        RENDERS.clear()
+        yield
+        freshcache.store().clear()
+
+
+@pytest.fixture
+def client(page_store: None) -> Client:
+    return Client()
+
+
+def state(response) -> str:  # type: ignore[no-untyped-def]
+    """The first word of ``X-Freshcache``: hit, miss or bypass."""
+    return response["X-Freshcache"].split(";")[0]
