@@ -21,6 +21,7 @@ def _reachable(host: str, port: int) -> bool:
 #: False on a developer machine without PostgreSQL: the suite then runs on SQLite and skips
 #: every test marked ``postgres`` (CI sets CI=true and never skips: see tests/conftest.py).
 POSTGRES_AVAILABLE = _reachable(_pg_host, int(_pg_port or 5432))
+_TEST_DB = os.environ.setdefault("FRESHCACHE_TEST_DB", f"test_freshcache_{os.getpid()}")
 
 SECRET_KEY = "freshcache-tests-not-a-secret"
 DEBUG = False
@@ -35,7 +36,9 @@ DATABASES = {
         "USER": "postgres",
         "HOST": _pg_host,
         "PORT": _pg_port or "5432",
-        "TEST": {"NAME": "test_freshcache"},
+        # One test database per run (children of a run inherit it through the environment), so
+        # that concurrent runs on one machine do not drop each other's database.
+        "TEST": {"NAME": _TEST_DB},
     },
 }
 if not POSTGRES_AVAILABLE and os.environ.get("CI") != "true":
