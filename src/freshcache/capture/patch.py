@@ -1,0 +1,192 @@
+"""Every monkey patch freshcache applies, and its exact inverse.
+
+Django offers no documented hook that sees both a query's structure and its execution:
+``connection.execute_wrapper`` sees SQL text only, model signals miss ``QuerySet.update()``,
+``bulk_*`` and raw SQL (the gap peers' invalidation bugs came through, see docs/capture.md). So:
+
+* ``SQLCompiler.execute_sql`` (reads; ``SQLDeleteCompiler`` inherits it, so deletes are routed
+  from here), ``SQLInsertCompiler.execute_sql`` and ``SQLUpdateCompiler.execute_sql`` are
+  wrapped. Every ORM statement, whichever public API issued it (``save``, ``delete`` with its
+  cascades, ``update``, ``bulk_*``, m2m managers, ``get_or_create``...), passes through them.
+* The documented ``execute_wrapper`` hook is installed on every connection (the
+  ``connection_created`` signal and the connections already open). It hands the SQL of ORM
+  statements to the wrapped compiler that issued them, and treats every other statement
+  (``cursor.execute()``, ``QuerySet.raw()``) as raw SQL.
+
+``unpatch()`` restores the original attributes (or deletes the ones that were inherited) and
+removes the wrapper from every connection.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.db.models.sql import compiler as sql_compiler
+from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
+
+from ..scope import current_scope
+from . import raw, reads, writes
+
+__all__ = ["is_patched", "patch", "unpatch"]
+
+
+class _Capture:
+    """Set while a wrapped compiler runs: collects its SQL (``sqls is None``: ignore)."""
+
+    __slots__ = ("sqls",)
+
+    def __init__(self, sqls: list[str] | None) -> None:
+        self.sqls = sqls
+
+
+_INTERNAL = _Capture(None)
+_active: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
+    "freshcache_capture", default=None
+)
+
+_originals: dict[tuple[type, str], Callable[..., Any] | None] = {}
+
+
+def execute_wrapper(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
+) -> Any:
+    """The ``connection.execute_wrapper`` installed on every connection."""
+    capture = _active.get()
+    if capture is not None:
+        if capture.sqls is not None:
+            capture.sqls.append(sql if isinstance(sql, str) else str(sql))
+        return execute(sql, params, many, context)
+    token = _active.set(_INTERNAL)  # our own bookkeeping queries are not raw SQL
+    try:
+        return raw.execute(execute, sql, params, many, context)
+    finally:
+        _active.reset(token)
+
+
+def _ensure_wrapper(connection: Any) -> None:
+    if execute_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(execute_wrapper)
+
+
+def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
+    _ensure_wrapper(connection)
+
+
+def _internal(fn: Callable[[], Any]) -> Any:
+    token = _active.set(_INTERNAL)
+    try:
+        return fn()
+    finally:
+        _active.reset(token)
+
+
+def _execute_sql(
+    self: Any,
+    result_type: Any = MULTI,
+    chunked_fetch: bool = False,
+    chunk_size: int = GET_ITERATOR_CHUNK_SIZE,
+) -> Any:
+    original = _originals[(sql_compiler.SQLCompiler, "execute_sql")]
+    assert original is not None
+
+    def run() -> Any:
+        return original(self, result_type, chunked_fetch, chunk_size)
+
+    if isinstance(self, sql_compiler.SQLDeleteCompiler):
+        _ensure_wrapper(self.connection)
+        return _internal(lambda: writes.delete(self, run))
+    if _active.get() is not None or isinstance(self, sql_compiler.SQLUpdateCompiler):
+        # Issued while a write is handled (its pre-select, the UPDATE itself via super()), or
+        # by our own bookkeeping: not a read of the computation.
+        return run()
+    scope = current_scope()
+    if scope is None:
+        return run()
+    _ensure_wrapper(self.connection)
+    capture = _Capture([])
+    token = _active.set(capture)
+    try:
+        result = run()
+    finally:
+        _active.reset(token)
+
+    def rows() -> Any:
+        if result_type == MULTI and isinstance(result, list):
+            return [row for chunk in result for row in chunk]
+        if result_type == SINGLE:
+            return [result] if result else []
+        return None
+
+    token = _active.set(_INTERNAL)
+    try:
+        if self.query.select_for_update:
+            scope.refuse("select_for_update() locks rows: its result must not be reused")
+        scope.add(reads.query_tags(self, capture.sqls or [], rows))
+    finally:
+        _active.reset(token)
+    return result
+
+
+def _insert_execute_sql(self: Any, returning_fields: Any = None) -> Any:
+    original = _originals[(sql_compiler.SQLInsertCompiler, "execute_sql")]
+    assert original is not None
+    _ensure_wrapper(self.connection)
+    return _internal(
+        lambda: writes.insert(self, lambda: original(self, returning_fields), returning_fields)
+    )
+
+
+def _update_execute_sql(self: Any, result_type: Any) -> Any:
+    # Also reached, nested, for the multi-table parent updates the original issues: each is
+    # handled on its own.
+    original = _originals[(sql_compiler.SQLUpdateCompiler, "execute_sql")]
+    assert original is not None
+    _ensure_wrapper(self.connection)
+    return _internal(lambda: writes.update(self, lambda: original(self, result_type)))
+
+
+_PATCHES: list[tuple[type, str, Callable[..., Any]]] = [
+    (sql_compiler.SQLCompiler, "execute_sql", _execute_sql),
+    (sql_compiler.SQLInsertCompiler, "execute_sql", _insert_execute_sql),
+    (sql_compiler.SQLUpdateCompiler, "execute_sql", _update_execute_sql),
+]
+
+
+def is_patched() -> bool:
+    return bool(_originals)
+
+
+def patch() -> None:
+    """Wrap the compilers and install the execute wrapper (idempotent)."""
+    if _originals:
+        return
+    for cls, name, replacement in _PATCHES:
+        _originals[(cls, name)] = cls.__dict__.get(name)
+        original = getattr(cls, name)
+        if _originals[(cls, name)] is None:
+            _originals[(cls, name)] = original
+            _originals[(cls, f"{name}:inherited")] = None
+        setattr(cls, name, replacement)
+    connection_created.connect(_on_connection_created, dispatch_uid="freshcache-capture")
+    for conn in connections.all(initialized_only=True):
+        _ensure_wrapper(conn)
+
+
+def unpatch() -> None:
+    """Undo :func:`patch` exactly."""
+    if not _originals:
+        return
+    for cls, name, _ in _PATCHES:
+        if (cls, f"{name}:inherited") in _originals:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, _originals[(cls, name)])
+    _originals.clear()
+    connection_created.disconnect(dispatch_uid="freshcache-capture")
+    for conn in connections.all(initialized_only=True):
+        while execute_wrapper in conn.execute_wrappers:
+            conn.execute_wrappers.remove(execute_wrapper)
