@@ -282,6 +282,12 @@ async def afetch(
     plan = _Plan(key, store, codec, timeout)
 
     def off_loop(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        if not plan.store.blocking:
+
+            async def direct(*args: Any) -> Any:
+                return fn(*args)
+
+            return direct
         return sync_to_async(fn, thread_sensitive=plan.store.thread_sensitive)
 
     reason = plan.bypass_reason()

@@ -61,6 +61,8 @@ class Store(abc.ABC):
     shared: bool = True
     #: True when calls must run in Django's sync thread (they use a database connection).
     thread_sensitive: bool = False
+    #: False when calls never wait on I/O: async callers then call them on the event loop.
+    blocking: bool = True
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name

@@ -24,6 +24,7 @@ class MemoryStore(Store):
     """``memory://?max_entries=10000&max_tags=200000``: thread-safe, bounded, in-process."""
 
     shared = False
+    blocking = False
 
     def __init__(self, name: str, url: str) -> None:
         super().__init__(name, url)
