@@ -78,7 +78,7 @@ def reflect_headers(request: HttpRequest) -> HttpResponse:
 
 
 @cache_page
-def who(request: HttpRequest) -> HttpResponse:
+def who(request: HttpRequest, **kwargs: str) -> HttpResponse:
     _count("who")
     return render(request, "http_app/who.html")
 

@@ -264,8 +264,14 @@ class _GuardedMeta(MutableMapping[str, Any]):
             return
         if name == "QUERY_STRING":
             stack = _stack(self._request)
-            if stack and not all(g.raw_query_ok for g in stack) and self._real.get(name):
+            value = self._real.get(name, "")
+            if stack and not all(g.raw_query_ok for g in stack) and value:
                 _refuse(self._request, "read the raw query string, which differs from its key form")
+            else:
+                # Requests sharing the key may order or encode it differently: serve the stored
+                # value only to requests whose raw query string is exactly this one.
+                for guard in stack:
+                    guard.absent.add(("rawquery", value))
             return
         _read(self._request, "meta", name, name in self._real, what=f"header {name!r}")
 
@@ -607,11 +613,13 @@ def conditions_violated(request: HttpRequest, absent: Any) -> str | None:
             present = True if name == ANY else name in meta
         elif source == "query":
             present = bool(get) if name == ANY else name in get
-        elif source == "user":
-            present = _session_cookie_present(request)
+        elif source == "rawquery":
+            present = meta.get("QUERY_STRING", "") != name
         else:
             present = True
         if present:
+            if source == "rawquery":
+                return "the raw query string differs from the stored render's"
             label = "a cookie" if name == ANY else repr(name)
             return reason_text(f"request has {source} {label}, absent when the entry was stored")
     return None
