@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
 import freshcache
-from freshcache import counters
+from freshcache import cached, counters
 from freshcache.stores import Store
-
-
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    # Several developers' runs can share one PostgreSQL server: FRESHCACHE_TEST_DB_SUFFIX gives
-    # this run its own test database.
-    suffix = os.environ.get("FRESHCACHE_TEST_DB_SUFFIX")
-    if suffix:
-        test = settings.DATABASES["default"].setdefault("TEST", {})
-        test["NAME"] = f"{test.get('NAME') or 'test_freshcache'}_{suffix}"
 
 
 @pytest.fixture
@@ -33,3 +22,44 @@ def memory_store(transactional_db: None) -> Iterator[Store]:
         counters.reset()
         yield store
         store.clear()
+
+
+class Watch:
+    """Named ``@cached`` computations, to observe which ones a write invalidates.
+
+    ``watch.warm()`` computes and stores each; ``watch.invalidated()`` returns the names that
+    are no longer served from the cache, after checking that every value served equals the same
+    computation run uncached (and stores them again).
+    """
+
+    _serial = 0
+
+    def __init__(self, **computations: Callable[[], Any]) -> None:
+        Watch._serial += 1
+        self.plain = computations
+        self.cached = {
+            name: cached(name=f"watch{Watch._serial}:{name}")(fn)
+            for name, fn in computations.items()
+        }
+
+    def warm(self) -> None:
+        for name, fn in self.cached.items():
+            outcome = fn.outcome()  # type: ignore[attr-defined]
+            if not outcome.hit and not outcome.stored:
+                outcome = fn.outcome()  # type: ignore[attr-defined]
+            assert outcome.hit or outcome.stored, (name, outcome.reason)
+
+    def invalidated(self) -> set[str]:
+        missed = set()
+        for name, fn in self.cached.items():
+            outcome = fn.outcome()  # type: ignore[attr-defined]
+            assert outcome.value == self.plain[name](), f"{name} served a stale value"
+            if not outcome.hit:
+                missed.add(name)
+        self.warm()
+        return missed
+
+
+@pytest.fixture
+def watch(memory_store: Store) -> type[Watch]:
+    return Watch

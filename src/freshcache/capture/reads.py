@@ -78,7 +78,11 @@ def query_tags(compiler: Any, sqls: list[str], rows: Rows) -> set[str]:
     tags: set[str] = set()
     aliases_by_table: dict[str, list[str]] = {}
     for alias, join in top.alias_map.items():
-        aliases_by_table.setdefault(join.table_name, []).append(alias)
+        # A join trimmed after it was set up stays in alias_map without appearing in the SQL;
+        # joins added while compiling (select_related) appear with a zero refcount. A join
+        # aliased "T3" is in the SQL if "T3" is; one aliased by its table name if the table is.
+        if alias == join.table_name or top.alias_refcount.get(alias) or alias.lower() in refs:
+            aliases_by_table.setdefault(join.table_name, []).append(alias)
     for table, count in refs.items():
         info = reg.tables.get(table)
         if info is None:
@@ -168,8 +172,7 @@ def _precise_aliases(
     if (
         top.combinator
         or top.distinct_fields
-        or top.extra
-        or top.extra_tables
+        or top.extra_tables  # extra(tables=...) cross-joins; extra(select=...) is harmless
         or any(getattr(a, "contains_over_clause", False) for a in top.annotations.values())
     ):
         return {}
