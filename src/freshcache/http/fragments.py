@@ -185,8 +185,13 @@ def render_fragment(
             return Fragment(rendered["text"])
         guard = Guard(request)
         with guarded(request, guard):
-            rendered["text"] = render()
-        result = _cut(rendered["text"], guard, request)
+            text = render()
+        result = _cut(text, guard, request)
+        # What this request sees: the markers replaced by the enclosing page's own markers,
+        # or by their values outside a cached page.
+        for marker, slot in guard.markers.items():
+            text = text.replace(marker, placeholders.placeholder(request, slot))
+        rendered["text"] = text
         if isinstance(result, str):
             mark_uncacheable(result)
             return None

@@ -23,6 +23,15 @@ __all__ = ["Page", "PageCodec", "VaryMarker", "page_from_response", "response_fr
 
 # Headers never stored: recomputed (ETag, length), or ours (X-Freshcache).
 _UNSTORED = frozenset({"etag", "content-length", "x-freshcache", "set-cookie"})
+
+
+def _stored_headers(response: HttpResponseBase) -> list[tuple[str, str]]:
+    ours = getattr(response, "_freshcache_cache_control", False)
+    return [
+        (k, v)
+        for k, v in response.items()
+        if k.lower() not in _UNSTORED and not (ours and k.lower() == "cache-control")
+    ]
 _REFUSED_CACHE_CONTROL = ("private", "no-store", "no-cache")
 
 
@@ -117,6 +126,8 @@ def vary_headers(response: HttpResponseBase) -> list[str]:
 def _cache_control_refusal(response: HttpResponseBase) -> str | None:
     if not response.has_header("Cache-Control"):
         return None
+    if getattr(response, "_freshcache_cache_control", False):
+        return None  # set by an inner cache_page for browsers, not by the view
     for directive in cc_delim_re.split(response["Cache-Control"]):
         name, _, value = directive.strip().lower().partition("=")
         if name in _REFUSED_CACHE_CONTROL:
@@ -155,7 +166,7 @@ def page_from_response(
             csrf_cookie = True  # set again on every hit by CsrfViewMiddleware, never stored
             continue
         return f"sets cookie {name!r}"
-    headers = [(k, v) for k, v in response.items() if k.lower() not in _UNSTORED]
+    headers = _stored_headers(response)
     body = response.content
     header_bytes = "\n".join(f"{k}: {v}" for k, v in headers).encode("utf-8", "surrogatepass")
 
@@ -246,6 +257,15 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponseBase:
     if etag is not None:
         response["ETag"] = etag
     return response
+
+
+def fill_markers(request: HttpRequest, body: bytes, guard: Guard) -> bytes:
+    """Replace ``guard``'s placeholder markers in ``body`` with their text for ``request``."""
+    for marker, name in guard.markers.items():
+        if marker.encode() in body:
+            text = placeholders.placeholder(request, name)
+            body = body.replace(marker.encode(), text.encode())
+    return body
 
 
 def replay_conditions(request: HttpRequest, page: Page) -> None:

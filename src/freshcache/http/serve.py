@@ -35,6 +35,7 @@ from ..tags import Taggable, tags_for
 from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
 from .page import (
+    fill_markers,
     Page,
     PageCodec,
     VaryMarker,
@@ -120,6 +121,9 @@ class _Plan:
         except Exception as exc:  # never a 500 from freshcache
             logger.exception("freshcache: could not prepare a page for storing")
             result = f"internal error: {type(exc).__name__}"
+        if guard.markers and not response.streaming:
+            # The live response still holds this render's markers: fill them for this request.
+            response.content = fill_markers(self.request, response.content, guard)
         if isinstance(result, str):
             mark_uncacheable(result)
             return None
@@ -196,6 +200,8 @@ def _annotate(
     if page is not None:
         if not response.has_header("Cache-Control") and get_settings().browser_cache_control:
             response["Cache-Control"] = get_settings().browser_cache_control
+            # Ours, for browsers: an enclosing CacheMiddleware must not read it as the view's.
+            response._freshcache_cache_control = True  # type: ignore[attr-defined]
         if not response.has_header("ETag") and response.status_code != 304:
             etag = etag_for(request, page)
             if etag is not None:
