@@ -61,16 +61,16 @@ def _m2m_changed(sender: type[models.Model], instance: models.Model, **kw: Any) 
         accessor = _accessor(type(instance), sender, other)
         if accessor is not None:
             related = getattr(instance, accessor).all()
-            instance.__dict__[_OLD_URLS] = set().union(*(_tags(_registered[other](o)) for o in related))
+            urls = _registered[other]
+            instance.__dict__[_OLD_URLS] = set().union(*(_tags(urls(o)) for o in related))
         return
     if not action.startswith("post_"):
         return
     tags: set[str] = set(instance.__dict__.pop(_OLD_URLS, set()))
-    urls = _registered.get(type(instance)) or _registered.get(
-        type(instance)._meta.concrete_model  # type: ignore[arg-type]
-    )
-    if urls is not None:
-        tags |= _tags(urls(instance))
+    concrete = type(instance)._meta.concrete_model
+    own = _registered.get(type(instance)) or (_registered.get(concrete) if concrete else None)
+    if own is not None:
+        tags |= _tags(own(instance))
     pk_set = kw.get("pk_set")
     if other is not None and other in _registered and pk_set:
         for obj in other._default_manager.using(kw.get("using")).filter(pk__in=pk_set):
@@ -113,5 +113,5 @@ def register(model: type[models.Model], *, urls: UrlsFunction) -> None:
                 _m2m_changed,
                 sender=through,
                 weak=False,
-                dispatch_uid=f"freshcache-m2m-{through._meta.label_lower}",
+                dispatch_uid=f"freshcache-m2m-{through.__module__}.{through.__qualname__}",
             )

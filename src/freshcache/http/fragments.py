@@ -201,6 +201,8 @@ def render_fragment(
     if not outcome.hit:
         return rendered["text"]
     fragment = outcome.value
+    if fragment is None:
+        return render()
     if request is not None:
         if conditions_violated(request, fragment.absent):
             return render()

@@ -125,10 +125,14 @@ class Guard:
         return False
 
     def defer(self, source: str, name: str) -> bool:
-        if self.defer_headers and source == "meta" and name.startswith("HTTP_"):
-            if current_scope() is self.scope:
-                self.deferred.add(name)
-                return True
+        if (
+            self.defer_headers
+            and source == "meta"
+            and name.startswith("HTTP_")
+            and current_scope() is self.scope
+        ):
+            self.deferred.add(name)
+            return True
         return False
 
     def marker(self, name: str) -> str:
@@ -194,7 +198,7 @@ class _GuardedCookies(Mapping[str, str]):
         self._check(name)
         return self._real[name]
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         self._check(name)
         return self._real.get(name, default)
 
@@ -326,7 +330,7 @@ class _GuardedHeaders(Mapping[str, str]):
         self._check(header)
         return self._real[header]
 
-    def get(self, header: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, header: str, default: Any = None) -> Any:
         self._check(header)
         return self._real.get(header, default)
 
@@ -368,11 +372,11 @@ class _GuardedQueryDict(QueryDict):
         self._name(key)
         return super().__getitem__(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self._name(key)
         return super().get(key, default)
 
-    def getlist(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def getlist(self, key: str, default: Any = None) -> Any:
         self._name(key)
         return super().getlist(key, default)
 
@@ -412,17 +416,17 @@ class _GuardedQueryDict(QueryDict):
         self._all()
         return super().urlencode(safe)
 
-    def copy(self) -> QueryDict:
+    def copy(self) -> QueryDict:  # type: ignore[override]
         self._all()
         plain = QueryDict(mutable=True, encoding=self.encoding)
         for key, values in dict.items(self):
             plain.setlist(key, list(values))
         return plain
 
-    def __copy__(self) -> QueryDict:
+    def __copy__(self) -> QueryDict:  # type: ignore[override]
         return self.copy()
 
-    def __deepcopy__(self, memo: Any) -> QueryDict:
+    def __deepcopy__(self, memo: Any) -> QueryDict:  # type: ignore[override]
         return self.copy()
 
 

@@ -57,7 +57,7 @@ def _digest(text: str) -> str:
 
 
 def header_meta_name(header: str) -> str:
-    """Return the ``request.META`` name of an HTTP header: ``Accept-Language`` -> ``HTTP_ACCEPT_LANGUAGE``."""
+    """Return the ``META`` name of a header: ``Accept-Language`` -> ``HTTP_ACCEPT_LANGUAGE``."""
     name = header.strip().upper().replace("-", "_")
     if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         return name

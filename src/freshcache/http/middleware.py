@@ -1,7 +1,7 @@
 """``CacheMiddleware``: the page cache for every GET/HEAD of the site.
 
-Put it **after** (below) ``SessionMiddleware``, ``CsrfViewMiddleware``, ``AuthenticationMiddleware``,
-``MessageMiddleware`` and ``LocaleMiddleware``, and below ``GZipMiddleware``::
+Put it **after** (below) ``SessionMiddleware``, ``CsrfViewMiddleware``,
+``AuthenticationMiddleware``, ``MessageMiddleware``, ``LocaleMiddleware`` and ``GZipMiddleware``::
 
     MIDDLEWARE = [
         "django.middleware.security.SecurityMiddleware",

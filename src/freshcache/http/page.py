@@ -14,7 +14,10 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
-from django.utils.cache import cc_delim_re, get_conditional_response
+from django.utils.cache import (  # type: ignore[attr-defined]
+    cc_delim_re,
+    get_conditional_response,
+)
 
 from . import placeholders
 from .guard import Guard, record_absent

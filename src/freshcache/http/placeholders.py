@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
-from django.middleware.csrf import (
+from django.middleware.csrf import (  # type: ignore[attr-defined]
     CSRF_SECRET_LENGTH,
     CSRF_TOKEN_LENGTH,
     _unmask_cipher_token,

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from ..conf import get_settings
 from ..core import Outcome, afetch, fetch
@@ -35,11 +35,11 @@ from ..tags import Taggable, tags_for
 from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
 from .page import (
-    fill_markers,
     Page,
     PageCodec,
     VaryMarker,
     etag_for,
+    fill_markers,
     page_from_response,
     response_from_page,
     vary_headers,
@@ -121,7 +121,7 @@ class _Plan:
         except Exception as exc:  # never a 500 from freshcache
             logger.exception("freshcache: could not prepare a page for storing")
             result = f"internal error: {type(exc).__name__}"
-        if guard.markers and not response.streaming:
+        if guard.markers and isinstance(response, HttpResponse):
             # The live response still holds this render's markers: fill them for this request.
             response.content = fill_markers(self.request, response.content, guard)
         if isinstance(result, str):
@@ -143,7 +143,8 @@ class _Plan:
         }
         if unkeyed_reads:
             first_read = sorted(unkeyed_reads)[0]
-            mark_uncacheable(reason_text(f"read header {first_read!r}, which is not part of the key"))
+            why = f"read header {first_read!r}, which is not part of the key"
+            mark_uncacheable(reason_text(why))
             return None
         if undeclared:
             if first:
