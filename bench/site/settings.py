@@ -1,0 +1,75 @@
+"""The example blog, configured for one benchmark variant (env ``BENCH_VARIANT``).
+
+Variants:
+  nocache      freshcache disabled (``ENABLED: False``): every request renders everything
+  django       Django's ``cache_page`` on Redis around the blog views, freshcache disabled
+  fc-memory    freshcache ``cache_page`` around the blog views, in-process store
+  fc-database  ... database store (the blog's PostgreSQL)
+  fc-redis     ... Redis store
+
+The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
+databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
+"""
+
+import os
+
+from mysite.settings import *  # noqa: F403
+from mysite.settings import DATABASES
+
+VARIANT = os.environ.get("BENCH_VARIANT", "nocache")
+VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis")
+if VARIANT not in VARIANTS:
+    raise RuntimeError(f"BENCH_VARIANT must be one of {VARIANTS}, not {VARIANT!r}")
+
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "12"))
+PG_HOST, _, PG_PORT = os.environ.get("BENCH_PG_HOST", "127.0.0.1:5432").partition(":")
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "bench.site.urls"
+
+DATABASES = {
+    **DATABASES,
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("BENCH_PG_NAME", "freshcache_bench"),
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": PG_HOST,
+        "PORT": PG_PORT or "5432",
+        "CONN_MAX_AGE": 600,
+    },
+}
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "bench": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"{REDIS}/{REDIS_DB + 1}",
+        "KEY_PREFIX": "djbench",
+    },
+}
+
+STORE_URLS = {
+    "fc-memory": "memory://?max_entries=100000",
+    "fc-database": "database://",
+    "fc-redis": f"{REDIS}/{REDIS_DB}",
+}
+
+FRESHCACHE = {
+    "ENABLED": VARIANT.startswith("fc-"),
+    "STORE": STORE_URLS.get(VARIANT, "memory://"),
+    "KEY_PREFIX": "fcbench",
+    # The post page counts its own views on every GET; that column is shown nowhere cached.
+    "VOLATILE_FIELDS": ["blog.Post.view_count"],
+}
+
+SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
