@@ -185,30 +185,25 @@ def _precise_aliases(
 
     walk = _Walk()
     walk.visit(top.where)
-    best: dict[str, tuple[tuple[int, int], str, list[Any]]] = {}
+    known: dict[str, dict[str, list[Any]]] = {}  # alias -> column -> values its rows have
     for node in _conjuncts(top.where):
         found = _keyed_lookup(node)
         if found is None:
             continue
         alias, column, values = found
-        info = infos.get(alias)
         joined = top.alias_map.get(alias)
-        if (
-            info is None
-            or joined is None
-            or getattr(joined, "join_type", None) not in (None, INNER)
-        ):
-            continue
-        kc = info.keyed.get(column)
-        if kc is None:
-            continue
-        try:
-            normalized = [kc.normalize(v) for v in values]
-        except (TypeError, ValueError):
-            continue
-        rank = (kc.rank, len(set(map(str, normalized))))
-        if alias not in best or rank < best[alias][0]:
-            best[alias] = (rank, column, normalized)
+        if joined is None or getattr(joined, "join_type", None) not in (None, INNER):
+            continue  # a condition on an outer join's columns may select the missing rows
+        _constrain(known, infos, alias, column, values)
+    _propagate(top, infos, known)
+    best: dict[str, tuple[tuple[int, int], str, list[Any]]] = {}
+    for alias, columns in known.items():
+        info = infos[alias]
+        assert info is not None
+        for column, normalized in columns.items():
+            rank = (info.keyed[column].rank, len(set(map(str, normalized))))
+            if alias not in best or rank < best[alias][0]:
+                best[alias] = (rank, column, normalized)
     precise: dict[str, set[str]] = {}
     for alias, (_, column, values) in best.items():
         info = infos[alias]
@@ -237,6 +232,51 @@ def _precise_aliases(
                 tags.add(info.tag(info.pk_column, kc.normalize(value), using))
         precise[alias] = tags
     return precise
+
+
+def _constrain(
+    known: dict[str, dict[str, list[Any]]],
+    infos: dict[str, TableInfo | None],
+    alias: str,
+    column: str,
+    values: list[Any],
+) -> bool:
+    info = infos.get(alias)
+    kc = info.keyed.get(column) if info is not None else None
+    if kc is None or column in known.get(alias, {}):
+        return False
+    try:
+        normalized = [kc.normalize(v) for v in values]
+    except (TypeError, ValueError):
+        return False
+    known.setdefault(alias, {})[column] = normalized
+    return True
+
+
+def _propagate(
+    top: Query, infos: dict[str, TableInfo | None], known: dict[str, dict[str, list[Any]]]
+) -> None:
+    """Carry constraints across join equalities.
+
+    A join ``P.a = X.b`` means every X row in the result has ``X.b = P.a``; so if P's rows in the
+    result have ``a IN V``, X's have ``b IN V`` (whatever the join type: an X row outside V can
+    never match). The other way round holds only for an INNER-joined X, whose row every result
+    row has. This makes ``Restaurant.objects.get(pk=1)`` precise on its parent table too, and
+    ``comment.post`` columns read through ``values("post__title")`` precise on the post.
+    """
+    joins = [
+        (j.parent_alias, j.join_cols[0][0], alias, j.join_cols[0][1], j.join_type == INNER)
+        for alias, j in top.alias_map.items()
+        if isinstance(j, Join) and len(j.join_cols) == 1 and j.parent_alias in top.alias_map
+    ]
+    changed = True
+    while changed:
+        changed = False
+        for parent, pcol, child, ccol, inner in joins:
+            if pcol in known.get(parent, {}):
+                changed |= _constrain(known, infos, child, ccol, known[parent][pcol])
+            if inner and ccol in known.get(child, {}):
+                changed |= _constrain(known, infos, parent, pcol, known[child][ccol])
 
 
 def _covered(
