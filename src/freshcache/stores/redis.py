@@ -8,6 +8,7 @@ Cluster slot and the scripts may touch them together):
 * ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>"`` after a bump, ``"<epoch>:<seq>:<nonce>"``
   when first seen; never expires (eviction is safe: see ``lua/set.lua``);
 * ``{P}:e:KEY``  an entry: a hash of ``\\0p`` (payload), ``\\0e`` (epoch) and ``tag -> version``.
+* ``{P}:server`` the run id of the Redis server the current epoch belongs to.
 
 Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.
 
@@ -17,6 +18,10 @@ fails is remembered; before this process talks to Redis again it replays those b
 :data:`MAX_FAILED_TAGS`, starts a new epoch), and a background timer retries the replay so that
 other processes do not serve entries the lost bump should have invalidated. One warning is
 logged per outage.
+
+Restarts: every new connection first runs ``lua/fence.lua`` with the server's run id, so a
+server that restarted (possibly from an RDB/AOF file older than some acknowledged bumps) or a
+replica promoted in its place starts a new epoch before it serves anything.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class RedisStore(Store):
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
         self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        base = "{" + prefix + "}"
+        self._server_key = f"{base}:server"
         self._client = redis.Redis.from_url(
             urlunsplit(parts._replace(query=rest)),
             socket_timeout=self.socket_timeout,
@@ -84,8 +91,8 @@ class RedisStore(Store):
             retry_on_timeout=False,
             retry=None,
             health_check_interval=0,
+            redis_connect_func=self._on_connect,
         )
-        base = "{" + prefix + "}"
         self._epoch_key = f"{base}:epoch"
         self._seq_key = f"{base}:seq"
         self._tag_prefix = f"{base}:t:"
@@ -97,8 +104,31 @@ class RedisStore(Store):
         self._lock = threading.Lock()
         self._open_until = 0.0  # circuit breaker: no calls before this monotonic time
         self._failed_tags: set[str] = set()
-        self._rotate_needed = False
+        # A counter, not a flag: a rotation requested while one is being made is not lost.
+        self._rotate_needed = 0
         self._retry_timer: threading.Timer | None = None
+        self._fence_script = _script("fence")
+
+    def _on_connect(self, connection: Any) -> None:
+        """Fence every new connection (see the module docstring) before it is used."""
+        connection.on_connect()
+        connection.send_command("INFO", "server")
+        info = connection.read_response()
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        run_ids = [ln[7:].strip() for ln in text.splitlines() if ln.startswith("run_id:")]
+        run_id = run_ids[0] if run_ids else None
+        if run_id is None:  # pragma: no cover - INFO renamed or filtered by a proxy
+            return
+        connection.send_command(
+            "EVAL",
+            self._fence_script,
+            2,
+            self._epoch_key,
+            self._server_key,
+            run_id,
+            secrets.token_hex(8),
+        )
+        connection.read_response()
 
     # -- failure handling --------------------------------------------------------------------
 
@@ -132,18 +162,23 @@ class RedisStore(Store):
             )
 
     def _repair(self) -> None:
-        """Replay the bumps that failed during an outage, before anything else is served."""
+        """Replay the bumps that failed during an outage, before anything else is served.
+
+        The failed tags stay recorded until the replay succeeded: a concurrent caller that
+        finds them replays them too (a harmless extra bump) instead of serving an entry the
+        replay in flight is about to invalidate.
+        """
         with self._lock:
-            tags, self._failed_tags = self._failed_tags, set()
-            rotate, self._rotate_needed = self._rotate_needed, False
-        try:
-            if rotate:
-                self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
-            elif tags:
-                self._run_bump(tags)
-        except BaseException:
-            self._remember_failed(tags, rotate)
-            raise
+            tags = set(self._failed_tags)
+            rotate = self._rotate_needed
+        if rotate:
+            self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
+        elif tags:
+            self._run_bump(tags)
+        with self._lock:
+            self._failed_tags -= tags
+            if self._rotate_needed == rotate:
+                self._rotate_needed = 0
         logger.warning(
             "freshcache store %r: replayed %s after an outage",
             self.name,
@@ -154,7 +189,7 @@ class RedisStore(Store):
         with self._lock:
             self._failed_tags.update(tags)
             if rotate or len(self._failed_tags) > MAX_FAILED_TAGS:
-                self._rotate_needed = True
+                self._rotate_needed += 1
                 self._failed_tags = set()
             if self._retry_timer is None or not self._retry_timer.is_alive():
                 self._retry_timer = threading.Timer(self.breaker_seconds, self._retry_repair)
@@ -162,8 +197,10 @@ class RedisStore(Store):
                 self._retry_timer.start()
 
     def _retry_repair(self) -> None:
+        # A real command, not a no-op: the probe must not report Redis reachable (and close the
+        # breaker) merely because another thread took the pending bumps to replay them.
         try:
-            self._call(lambda: None)
+            self._call(self._client.ping)
         except StoreUnavailable:
             with self._lock:
                 self._retry_timer = None
