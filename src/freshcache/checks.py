@@ -34,6 +34,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="freshcache.E002",
                 )
             )
+        elif (invalid := _construct(name, url)) is not None:
+            messages.append(invalid)
         elif scheme == "memory" and not django_settings.DEBUG:
             messages.append(
                 Warning(
@@ -57,6 +59,28 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     )
                 )
     return messages
+
+
+def _construct(name: str, url: str) -> CheckMessage | None:
+    """Build the store from its URL (no connection is made) to catch a malformed URL now.
+
+    Without this, a bad port or option (``redis://host:port6379``, ``?socket_timeout=fast``)
+    raised out of the check run, or only at the first cached call.
+    """
+    from .stores import from_url
+
+    try:
+        store = from_url(name, url)
+    except ImportError:
+        return None  # reported by _check_redis as freshcache.E003
+    except (ValueError, TypeError, ImproperlyConfigured) as exc:
+        return Error(
+            f"Store {name!r} has URL {url!r}, which cannot be used: {exc}.",
+            hint="Check the host, port and options; see docs/settings.md for store URLs.",
+            id="freshcache.E005",
+        )
+    store.close()
+    return None
 
 
 def _check_redis(name: str, url: str) -> list[CheckMessage]:
