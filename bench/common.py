@@ -117,8 +117,9 @@ def free_port() -> int:
 class Server:
     """A gunicorn serving the blog for one variant: 2 sync workers on a loopback port."""
 
-    def __init__(self, variant: str, workers: int = 2) -> None:
+    def __init__(self, variant: str, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.variant = variant
+        self.env = env or {}
         self.workers = workers
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -142,7 +143,7 @@ class Server:
                 "--graceful-timeout", "5",
             ],
             cwd=EXAMPLE,
-            env=django_env(self.variant),
+            env=django_env(self.variant, **self.env),
             stdout=logfile,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -180,12 +181,14 @@ class Server:
 
 
 @contextmanager
-def servers(variants: list[str]) -> Iterator[dict[str, Server]]:
+def servers(
+    variants: list[str], env: dict[str, str] | None = None
+) -> Iterator[dict[str, Server]]:
     """Start one server per variant; stop every one of them, whatever happens."""
     started: dict[str, Server] = {}
     try:
         for variant in variants:
-            server = Server(variant)
+            server = Server(variant, env=env)
             started[variant] = server
             server.start()
         yield started

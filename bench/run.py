@@ -1,18 +1,70 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,fanout,freshness]
+
+Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
+databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
+``freshcache_bench`` (``BENCH_PG_NAME``) from scratch, and installs wrk with apt-get and
+matplotlib with pip if they are missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+
+
+def machine() -> dict[str, Any]:
+    import django
+
+    def out(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return ""
+
+    lscpu = out("lscpu")
+    wanted = ("Architecture", "CPU(s)", "Model name", "Thread(s) per core", "CPU MHz",
+              "Hypervisor vendor", "L2 cache", "L3 cache")
+    cpu = {
+        k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lscpu.splitlines())
+        if k.strip() in wanted
+    }
+    redis_info = common.redis_client(common.REDIS_DB).info("server")
+    return {
+        "cpu": cpu,
+        "memory": out("sh", "-c", "free -h | awk '/Mem:/ {print $2}'"),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "postgresql": common.psql("SHOW server_version"),
+        "redis": redis_info.get("redis_version"),
+        "gunicorn": out(common.PYTHON, "-m", "gunicorn", "--version"),
+        "wrk": out("sh", "-c", "wrk -v 2>&1 | head -1"),
+        "load_average_at_start": out("cat", "/proc/loadavg"),
+    }
+
+
+def run_json(args: list[str], variant: str, timeout: float) -> Any:
+    out = subprocess.run(
+        [common.PYTHON, "-m", *args], cwd=common.ROOT, env=common.django_env(variant),
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    sys.stderr.write(out.stderr)
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -22,17 +74,52 @@ def main() -> int:
     parser.add_argument("--no-seed", action="store_true", help="reuse the seeded bench database")
     args = parser.parse_args()
     only = {name for name in args.only.split(",") if name}
+    quick = args.quick
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
     started = time.monotonic()
+    results: dict[str, Any] = {
+        "quick": quick,
+        "command": "make bench" + (" QUICK=1" if quick else ""),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": machine(),
+    }
     if not args.no_seed:
         common.log("creating and seeding the bench database")
         common.fresh_blog()
-    results = {}
-    from bench import throughput
+    from bench import freshness, report, throughput
 
-    if not only or "throughput" in only:
-        results["throughput"] = throughput.run(args.quick)
-        common.write_json("throughput.json", results["throughput"])
-    common.log(f"done in {time.monotonic() - started:.0f}s")
+    if wanted("throughput"):
+        results["throughput"] = throughput.run(quick)
+    if wanted("capture"):
+        common.log("capture overhead on a miss")
+        results["capture"] = run_json(
+            ["bench.capture_overhead", "6" if quick else "20"], "nocache", 300
+        )
+        common.log(f"capture overhead: x{results['capture']['ratio_of_medians']:.3f}")
+    if wanted("fanout"):
+        levels = "1,100,1000" if quick else "1,100,10000,100000"
+        results["fanout"] = {}
+        for store in ("memory", "redis", "database"):
+            common.log(f"invalidation fan-out on the {store} store ({levels})")
+            results["fanout"][store] = run_json(
+                ["bench.fanout", store, levels, "240"], f"fc-{store}", 600
+            )
+    if wanted("freshness"):
+        results["freshness"] = {}
+        seconds = 12 if quick else 45
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in ("fc-database", "fc-redis", "django"):
+                results["freshness"][variant] = freshness.run_variant(variant, seconds, Path(tmp))
+    results["seconds"] = time.monotonic() - started
+    name = "results-quick" if quick else "results"
+    if only:
+        name += "-partial"
+    common.write_json(f"{name}.json", results)
+    report.write(results, name)
+    common.log(f"done in {results['seconds']:.0f}s: bench/results/{name}.md")
     return 0
 
 

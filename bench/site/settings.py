@@ -63,6 +63,8 @@ FRESHCACHE = {
     "KEY_PREFIX": "fcbench",
     # The post page counts its own views on every GET; that column is shown nowhere cached.
     "VOLATILE_FIELDS": ["blog.Post.view_count"],
+    # X-Freshcache: hit/miss/bypass, so the freshness checker can count hits (off for speed).
+    "HEADER": os.environ.get("BENCH_HEADER") == "1",
 }
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]

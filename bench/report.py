@@ -1,0 +1,203 @@
+"""Markdown tables and PNG charts from one run's results (``bench/results/NAME.*``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from typing import Any
+
+from bench.common import PYTHON, RESULTS, log
+from bench.freshness import PATHS
+from bench.throughput import VARIANTS
+
+
+def _pyplot() -> Any:
+    if importlib.util.find_spec("matplotlib") is None:
+        log("matplotlib is missing: pip install matplotlib (into this virtualenv)")
+        subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "matplotlib"], check=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def tables(results: dict[str, Any]) -> str:
+    out: list[str] = []
+    m = results["machine"]
+    cpu = m["cpu"]
+    out += [
+        f"Run: `{results['command']}` at {results['started']}, {results['seconds']:.0f} s. "
+        f"Machine: {cpu.get('Model name', '?')}, {cpu.get('CPU(s)', '?')} CPUs, {m['memory']} RAM, "
+        f"Linux {m['kernel']}; Python {m['python']}, Django {m['django']}, "
+        f"PostgreSQL {m['postgresql']}, Redis {m['redis']}, {m['gunicorn']}, {m['wrk']}. "
+        f"Load average at start: {m['load_average_at_start']}.",
+        "",
+    ]
+    tp = results.get("throughput")
+    if tp:
+        out += [
+            "### Throughput and latency",
+            "",
+            f"gunicorn, {tp['workers']} sync workers; wrk, 1 thread, {tp['connections']} "
+            f"connections; {tp['rounds']} round(s) x {tp['seconds_per_run']} s per variant, "
+            f"interleaved. Mix: {tp['mix']} ({tp['posts_in_mix']} posts).",
+            "",
+            "| Variant | req/s | p50 ms | p99 ms | x no cache | x floor | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for v in VARIANTS:
+            r = tp["variants"][v]
+            out.append(
+                f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['vs_nocache']:.2f} | {r['vs_floor']:.2f} | {r['errors']} |"
+            )
+        fc, dj = tp["variants"]["fc-redis"], tp["variants"]["django"]
+        out += ["", f"freshcache (Redis) / Django cache_page (Redis): "
+                    f"**{fc['rps'] / dj['rps']:.2f}x** requests/s.", ""]
+    cap = results.get("capture")
+    if cap:
+        out += [
+            "### Capture overhead on a miss",
+            "",
+            "| pairs | median without (ms) | median with (ms) | ratio of medians | "
+            "ratio of sums | median pair ratio | tags per render |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {cap['pairs']} | {cap['median_without_ms']:.2f} | {cap['median_with_ms']:.2f} | "
+            f"{cap['ratio_of_medians']:.3f} | {cap['ratio_of_sums']:.3f} | "
+            f"{cap['median_pair_ratio']:.3f} | {cap['tags_per_render']:.0f} |",
+            "",
+        ]
+    fan = results.get("fanout")
+    if fan:
+        out += [
+            "### Invalidation cost vs fan-out (saving one comment)",
+            "",
+            "| Store | entries depending on the tag | first save ms | median save ms | "
+            "p90 save ms | median invalidate() ms | all invalidated |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for store, data in fan.items():
+            for lv in data["levels"]:
+                out.append(
+                    f"| {store} | {lv['entries']:,} | {lv['first_save_ms']:.2f} | "
+                    f"{lv['median_save_ms']:.2f} | {lv['p90_save_ms']:.2f} | "
+                    f"{lv['median_invalidate_ms']:.3f} | "
+                    f"{'yes' if lv['invalidated'] and lv['valid_before'] else 'NO'} |"
+                )
+        out.append("")
+        mem = fan.get("redis", {}).get("memory")
+        if mem:
+            n = max(lv["entries"] for lv in fan["redis"]["levels"])
+            out += [
+                f"### Redis memory ({n:,} entries, {mem['tags_per_entry']:.0f} tags each, "
+                f"{mem['body_bytes']:,}-byte bodies)",
+                "",
+                "| MEMORY USAGE per entry | payload (body + 35-byte MAC header) | "
+                "beyond the payload | beyond the body | per tag | tag keys | tag keys bytes | "
+                "bytes per tag key |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                f"| {mem['median_entry_bytes']:,.0f} | {mem['median_payload_bytes']:,.0f} | "
+                f"{mem['median_bytes_beyond_payload']:,.0f} | "
+                f"{mem['median_bytes_beyond_body']:,.0f} | "
+                f"{mem['bytes_beyond_payload_per_tag']:.0f} | {mem['tag_keys']:,} | "
+                f"{mem['tag_keys_bytes']:,} | {mem['bytes_per_tag_key']:.0f} |",
+                "",
+            ]
+    fr = results.get("freshness")
+    if fr:
+        out += [
+            "### Freshness checker",
+            "",
+            "| Variant | seconds | writes | reads | reads checked | page-cache hits | "
+            "stale reads | " + " | ".join(PATHS) + " | max staleness ms | write errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+            + " | ".join("---:" for _ in PATHS) + " | ---: | ---: |",
+        ]
+        for variant, r in fr.items():
+            hits = f"{r['hits']:,}" if variant.startswith("fc-") else "n/a"
+            out.append(
+                f"| {variant} | {r['seconds']:.0f} | {r['writes']} | {r['reads']:,} | "
+                f"{r['reads_checked']:,} | {hits} | **{r['stale_reads']:,}** | "
+                + " | ".join(f"{r['stale_by_path'][p]:,}" for p in PATHS)
+                + f" | {r['max_staleness_ms']:.0f} | {r['write_errors']} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def charts(results: dict[str, Any], name: str) -> list[str]:
+    plt = _pyplot()
+    made = []
+    tp = results.get("throughput")
+    if tp:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        labels = [tp["variants"][v]["label"].replace(" (", "\n(") for v in VARIANTS]
+        rps = [tp["variants"][v]["rps"] for v in VARIANTS]
+        colors = ["#999", "#d62728", "#1f77b4", "#1f77b4", "#1f77b4", "#2ca02c"]
+        ax1.bar(range(len(VARIANTS)), rps, color=colors)
+        ax1.set_xticks(range(len(VARIANTS)), labels, fontsize=7)
+        ax1.set_ylabel("requests/s")
+        ax1.set_title("Throughput (higher is better)")
+        for i, value in enumerate(rps):
+            ax1.text(i, value, f"{value:.0f}", ha="center", va="bottom", fontsize=8)
+        x = range(len(VARIANTS))
+        ax2.bar([i - 0.2 for i in x], [tp["variants"][v]["p50_ms"] for v in VARIANTS], 0.4,
+                label="p50")
+        ax2.bar([i + 0.2 for i in x], [tp["variants"][v]["p99_ms"] for v in VARIANTS], 0.4,
+                label="p99")
+        ax2.set_yscale("log")
+        ax2.set_xticks(list(x), labels, fontsize=7)
+        ax2.set_ylabel("latency, ms (log)")
+        ax2.set_title("Latency (lower is better)")
+        ax2.legend()
+        fig.tight_layout()
+        made.append(_save(fig, plt, f"{name}-throughput.png"))
+    fan = results.get("fanout")
+    if fan:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for store, data in fan.items():
+            xs = [lv["entries"] for lv in data["levels"]]
+            ax.plot(xs, [lv["median_save_ms"] for lv in data["levels"]], marker="o",
+                    label=f"{store}: save one comment")
+            ax.plot(xs, [lv["median_invalidate_ms"] for lv in data["levels"]], marker="x",
+                    linestyle="--", label=f"{store}: invalidate(tag)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("cached entries depending on the tag")
+        ax.set_ylabel("median ms (log)")
+        ax.set_title("Invalidation cost vs fan-out (flat is the goal)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        made.append(_save(fig, plt, f"{name}-fanout.png"))
+    fr = results.get("freshness")
+    if fr:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.8 / len(fr)
+        for k, (variant, r) in enumerate(fr.items()):
+            xs = [i + (k - (len(fr) - 1) / 2) * width for i in range(len(PATHS))]
+            values = [r["stale_by_path"][p] for p in PATHS]
+            bars = ax.bar(xs, values, width, label=variant)
+            ax.bar_label(bars, fontsize=7)
+        ax.set_xticks(range(len(PATHS)), PATHS)
+        ax.set_ylabel("stale reads")
+        ax.set_title("Stale reads per write path (0 is the contract)")
+        ax.legend()
+        fig.tight_layout()
+        made.append(_save(fig, plt, f"{name}-freshness.png"))
+    return made
+
+
+def _save(fig: Any, plt: Any, filename: str) -> str:
+    fig.savefig(RESULTS / filename, dpi=110)
+    plt.close(fig)
+    return filename
+
+
+def write(results: dict[str, Any], name: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    images = charts(results, name)
+    text = f"# freshcache benchmark results ({name})\n\n" + tables(results) + "\n"
+    text += "".join(f"\n![{image}]({image})\n" for image in images)
+    (RESULTS / f"{name}.md").write_text(text)
