@@ -95,13 +95,13 @@ def tables(results: dict[str, Any]) -> str:
                 f"{mem['body_bytes']:,}-byte bodies)",
                 "",
                 "| MEMORY USAGE per entry | payload (body + 35-byte MAC header) | "
-                "beyond the payload | beyond the body | per tag | tag keys | tag keys bytes | "
-                "bytes per tag key |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                "beyond the body | same payload as a plain string | beyond that string | "
+                "per tag | tag keys | tag keys bytes | bytes per tag key |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
                 f"| {mem['median_entry_bytes']:,.0f} | {mem['median_payload_bytes']:,.0f} | "
-                f"{mem['median_bytes_beyond_payload']:,.0f} | "
-                f"{mem['median_bytes_beyond_body']:,.0f} | "
-                f"{mem['bytes_beyond_payload_per_tag']:.0f} | {mem['tag_keys']:,} | "
+                f"{mem['median_bytes_beyond_body']:,.0f} | {mem['plain_string_bytes']:,} | "
+                f"{mem['bytes_beyond_plain_string']:,.0f} | "
+                f"{mem['bytes_beyond_plain_string_per_tag']:.0f} | {mem['tag_keys']:,} | "
                 f"{mem['tag_keys_bytes']:,} | {mem['bytes_per_tag_key']:.0f} |",
                 "",
             ]
