@@ -35,6 +35,8 @@ def tables(results: dict[str, Any]) -> str:
         f"Load average at start: {m['load_average_at_start']}.",
         "",
     ]
+    for name, error in (results.get("errors") or {}).items():
+        out += [f"**{name} failed**: `{error}`", ""]
     tp = results.get("throughput")
     if tp:
         out += [

@@ -91,28 +91,48 @@ def main() -> int:
         common.fresh_blog()
     from bench import freshness, report, throughput
 
+    errors: dict[str, str] = {}
+
+    def section(name: str, fn: Any) -> Any:
+        """Run one benchmark; a failure is reported and the others still run."""
+        try:
+            return fn()
+        except Exception as exc:
+            common.log(f"{name} FAILED: {type(exc).__name__}: {exc}")
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
+
     if wanted("throughput"):
-        results["throughput"] = throughput.run(quick)
+        results["throughput"] = section("throughput", lambda: throughput.run(quick))
     if wanted("capture"):
         common.log("capture overhead on a miss")
-        results["capture"] = run_json(
+        results["capture"] = section("capture", lambda: run_json(
             ["bench.capture_overhead", "6" if quick else "20"], "nocache", 300
-        )
-        common.log(f"capture overhead: x{results['capture']['ratio_of_medians']:.3f}")
+        ))
+        if results["capture"]:
+            common.log(f"capture overhead: x{results['capture']['ratio_of_medians']:.3f}")
     if wanted("fanout"):
         levels = "1,100,1000" if quick else "1,100,10000,100000"
         results["fanout"] = {}
         for store in ("memory", "redis", "database"):
             common.log(f"invalidation fan-out on the {store} store ({levels})")
-            results["fanout"][store] = run_json(
-                ["bench.fanout", store, levels, "240"], f"fc-{store}", 600
-            )
+            data = section(f"fanout-{store}", lambda store=store: run_json(
+                ["bench.fanout", store, levels, "300"], f"fc-{store}", 600
+            ))
+            if data:
+                results["fanout"][store] = data
     if wanted("freshness"):
         results["freshness"] = {}
         seconds = 12 if quick else 45
         with tempfile.TemporaryDirectory() as tmp:
             for variant in ("fc-database", "fc-redis", "django"):
-                results["freshness"][variant] = freshness.run_variant(variant, seconds, Path(tmp))
+                data = section(f"freshness-{variant}", lambda v=variant: freshness.run_variant(
+                    v, seconds, Path(tmp)
+                ))
+                if data:
+                    results["freshness"][variant] = data
+    results["errors"] = errors
+    results = {k: v for k, v in results.items() if v is not None}
     results["seconds"] = time.monotonic() - started
     name = "results-quick" if quick else "results"
     if only:
@@ -120,7 +140,7 @@ def main() -> int:
     common.write_json(f"{name}.json", results)
     report.write(results, name)
     common.log(f"done in {results['seconds']:.0f}s: bench/results/{name}.md")
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
