@@ -71,6 +71,22 @@ def tables(results: dict[str, Any]) -> str:
             f"{cap['median_pair_ratio']:.3f} | {cap['tags_per_render']:.0f} |",
             "",
         ]
+    hc = results.get("hitcost")
+    if hc:
+        out += [
+            "### One hit in-process (no HTTP, no middleware; microseconds)",
+            "",
+            "| Django cache_page hit (Redis) | freshcache cache_page hit (Redis) | floor view | "
+            "Django: two cache.get() | freshcache: one store.lookup() | freshcache / Django |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {hc['django_cache_page_hit']['median_us']:.0f} | "
+            f"{hc['freshcache_cache_page_hit']['median_us']:.0f} | "
+            f"{hc['floor_view']['median_us']:.0f} | "
+            f"{hc['django_cache_two_gets']['median_us']:.0f} | "
+            f"{hc['freshcache_store_lookup']['median_us']:.0f} | "
+            f"{hc['freshcache_vs_django_hit']:.2f} |",
+            "",
+        ]
     fan = results.get("fanout")
     if fan:
         out += [
@@ -135,7 +151,7 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
     tp = results.get("throughput")
     if tp:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        labels = [tp["variants"][v]["label"].replace(" (", "\n(") for v in VARIANTS]
+        labels = [tp["variants"][v]["label"].replace(" ", "\n") for v in VARIANTS]
         rps = [tp["variants"][v]["rps"] for v in VARIANTS]
         colors = ["#999", "#d62728", "#1f77b4", "#1f77b4", "#1f77b4", "#2ca02c"]
         ax1.bar(range(len(VARIANTS)), rps, color=colors)
@@ -159,12 +175,13 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
     fan = results.get("fanout")
     if fan:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for store, data in fan.items():
+        for (store, data), color in zip(fan.items(), ("#2ca02c", "#d62728", "#1f77b4"),
+                                        strict=False):
             xs = [lv["entries"] for lv in data["levels"]]
             ax.plot(xs, [lv["median_save_ms"] for lv in data["levels"]], marker="o",
-                    label=f"{store}: save one comment")
+                    color=color, label=f"{store}: save one comment")
             ax.plot(xs, [lv["median_invalidate_ms"] for lv in data["levels"]], marker="x",
-                    linestyle="--", label=f"{store}: invalidate(tag)")
+                    color=color, linestyle="--", label=f"{store}: invalidate(tag)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("cached entries depending on the tag")
@@ -203,3 +220,12 @@ def write(results: dict[str, Any], name: str) -> None:
     text = f"# freshcache benchmark results ({name})\n\n" + tables(results) + "\n"
     text += "".join(f"\n![{image}]({image})\n" for image in images)
     (RESULTS / f"{name}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    # Redraw the tables and charts of an earlier run: python -m bench.report results
+    run_name = sys.argv[1] if len(sys.argv) > 1 else "results"
+    write(json.loads((RESULTS / f"{run_name}.json").read_text()), run_name)

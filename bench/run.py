@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
-    .venv/bin/python bench/run.py [--quick] [--only throughput,capture,fanout,freshness]
+    .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -111,6 +111,11 @@ def main() -> int:
         ))
         if results["capture"]:
             common.log(f"capture overhead: x{results['capture']['ratio_of_medians']:.3f}")
+    if wanted("hitcost"):
+        common.log("hit cost in-process")
+        results["hitcost"] = section("hitcost", lambda: run_json(
+            ["bench.hit_cost", "4" if quick else "12"], "fc-redis", 300
+        ))
     if wanted("fanout"):
         levels = "1,100,1000" if quick else "1,100,10000,100000"
         results["fanout"] = {}
