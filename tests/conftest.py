@@ -19,6 +19,7 @@ from freshcache import counters
 from freshcache.stores import Store
 
 IN_CI = os.environ.get("CI") == "true"
+REDIS_TEST_PREFIX = f"fctest{os.getpid()}"
 _skipped: dict[str, int] = {}
 
 
@@ -77,7 +78,8 @@ STORE_URLS = {
 def store_url(kind: str) -> str:
     if kind == "redis":
         parts = urlsplit(settings.REDIS_URL)
-        return parts._replace(query="prefix=fctest").geturl()
+        # A prefix per run: concurrent runs on one machine must not clear each other's keys.
+        return parts._replace(query=f"prefix={REDIS_TEST_PREFIX}").geturl()
     return STORE_URLS[kind]
 
 

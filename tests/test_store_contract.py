@@ -15,6 +15,7 @@ from django.db import connection, transaction
 import freshcache
 from freshcache import cached, depends_on, invalidate
 from freshcache.testing import hook
+from tests.conftest import REDIS_TEST_PREFIX
 from tests.testapp.models import Item
 
 calls: Counter[str] = Counter()
@@ -289,7 +290,7 @@ def forget_tag_versions(kind: str) -> None:
             cursor.execute("DELETE FROM freshcache_tag")
     else:
         client = store._client  # type: ignore[attr-defined]
-        keys = list(client.scan_iter(match="{fctest}:t:*"))
+        keys = list(client.scan_iter(match="{" + REDIS_TEST_PREFIX + "}:t:*"))
         if keys:
             client.delete(*keys)
 
@@ -305,5 +306,5 @@ def corrupt_entries(kind: str) -> None:
             cursor.execute("UPDATE freshcache_entry SET payload = %s", [b"fc1garbage"])
     else:
         client = store._client  # type: ignore[attr-defined]
-        for key in client.scan_iter(match="{fctest}:e:*"):
+        for key in client.scan_iter(match="{" + REDIS_TEST_PREFIX + "}:e:*"):
             client.hset(key, "\0p", b"fc1" + b"x" * 40)

@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "Outcome",
+    "cache_page",
     "cached",
     "depends_on",
     "invalidate",
+    "register",
+    "register_placeholder",
     "stats",
     "store",
 ]
@@ -22,7 +25,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .core import Outcome
     from .functions import cached, depends_on
+    from .http import cache_page, register_placeholder
     from .invalidation import invalidate
+    from .registry import register
     from .stores import Store
 
 
@@ -37,6 +42,14 @@ def __getattr__(name: str) -> Any:
         from .invalidation import invalidate
 
         return invalidate
+    if name in ("cache_page", "register_placeholder"):
+        from . import http
+
+        return getattr(http, name)
+    if name == "register":
+        from .registry import register
+
+        return register
     if name == "Outcome":
         from .core import Outcome
 
