@@ -319,7 +319,12 @@ def _covered(
             edges.append((parent, alias))
         if join.join_type == INNER and cinfo.fks.get(ccol) == (parent_join.table_name, pcol):
             edges.append((alias, parent))
-    anchors = set(top.alias_map) - candidates
+    # Tracked on their own: every alias that is not a candidate, and every candidate that no
+    # edge can cover (it gets its table tag). Coverage then spreads from them; a candidate
+    # reachable only from another candidate that is itself uncovered keeps its table tag.
+    targets = {target for _, target in edges}
+    anchors = (set(top.alias_map) - candidates) | (candidates - targets)
+    candidates &= targets
     covered: set[str] = set()
     changed = True
     while changed:
