@@ -5,7 +5,8 @@ Environment switches:
   DJANGO_ALLOWED_HOSTS=a,b   extra host names
   DJANGO_SECRET_KEY=...      replace the demo key
   BLOG_DB=postgres           PostgreSQL at BLOG_PG_HOST (127.0.0.1:5432), user postgres,
-                             database freshcache_example; default is SQLite in db.sqlite3
+                             database BLOG_PG_NAME (freshcache_example); default is SQLite
+                             in db.sqlite3 (BLOG_SQLITE_PATH)
   FRESHCACHE_STORE=...       freshcache store URL (default memory://, e.g. redis://...)
 """
 
@@ -83,7 +84,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
+            "NAME": os.environ.get("BLOG_SQLITE_PATH") or BASE_DIR / "db.sqlite3",
         },
     }
 
@@ -104,4 +105,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-FRESHCACHE = {"STORE": os.environ.get("FRESHCACHE_STORE", "memory://")}
+FRESHCACHE = {
+    # memory:// lives in one process; use redis://… or database:// for several workers.
+    "STORE": os.environ.get("FRESHCACHE_STORE") or "memory://",
+    # X-Freshcache: hit | miss | bypass; reason=… on every response (the footer shows it).
+    "HEADER": True,
+    # The post page bumps view_count on every GET: that UPDATE must not invalidate anything.
+    "VOLATILE_FIELDS": ["blog.Post.view_count"],
+}
