@@ -28,7 +28,7 @@ pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
 WRITERS = 2
 READERS = 3
-SECONDS = 4.0
+SECONDS = 5.0
 MAX_OPS = 20_000
 KEYS = 4
 
@@ -98,11 +98,12 @@ def stale_reads(writes: list[list], reads: list[list]) -> list[str]:
 
 
 def check(writes: list[list], reads: list[list]) -> None:
-    assert len(writes) >= 50, f"only {len(writes)} writes: the test proves nothing"
-    assert len(reads) >= 500, f"only {len(reads)} reads: the test proves nothing"
+    # Floors low enough for a loaded 2-core CI machine, high enough to mean something.
+    assert len(writes) >= 25, f"only {len(writes)} writes: the test proves nothing"
+    assert len(reads) >= 250, f"only {len(reads)} reads: the test proves nothing"
     hits = sum(1 for r in reads if r[4])
-    assert hits >= 50, f"only {hits} cache hits: the cache was hardly used"
-    assert len(reads) - hits >= 50, "too few misses: no computation raced a write"
+    assert hits >= 25, f"only {hits} cache hits: the cache was hardly used"
+    assert len(reads) - hits >= 25, "too few misses: no computation raced a write"
     problems = stale_reads(writes, reads)
     print(f"{len(writes)} writes, {len(reads)} reads ({hits} hits), {len(problems)} stale")
     assert problems == [], f"{len(problems)} stale read(s) of {len(reads)}:\n" + "\n".join(
