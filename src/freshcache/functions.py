@@ -80,14 +80,45 @@ def _encode(value: Any, tags: set[str]) -> Iterator[str]:
         raise _Unkeyable(f"a {type(value).__module__}.{type(value).__qualname__}{hint}")
 
 
+def _simple_parameters(signature: inspect.Signature) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """Names and defaults when every parameter is plain positional-or-keyword, else ((), {})."""
+    params = list(signature.parameters.values())
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params):
+        return (), {}
+    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+    return tuple(p.name for p in params), defaults
+
+
+def _bound_arguments(
+    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[str, Any]]:
+    names, defaults = _simple_parameters_of(signature)
+    # The hit path: positional arguments only, to a function without *args/**kwargs.
+    if names and not kwargs and len(args) <= len(names):
+        rest = names[len(args) :]
+        if all(n in defaults for n in rest):
+            return [*zip(names, args, strict=False), *((n, defaults[n]) for n in rest)]
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return list(bound.arguments.items())
+
+
+_simple_cache: dict[int, tuple[inspect.Signature, tuple[tuple[str, ...], dict[str, Any]]]] = {}
+
+
+def _simple_parameters_of(signature: inspect.Signature) -> tuple[tuple[str, ...], dict[str, Any]]:
+    cached_entry = _simple_cache.get(id(signature))
+    if cached_entry is None or cached_entry[0] is not signature:
+        cached_entry = _simple_cache[id(signature)] = (signature, _simple_parameters(signature))
+    return cached_entry[1]
+
+
 def _arguments_key(
     name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str, set[str]]:
-    bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
     tags: set[str] = set()
     parts = [f"fn:{name}("]
-    for arg_name, value in bound.arguments.items():
+    for arg_name, value in _bound_arguments(signature, args, kwargs):
         try:
             parts.extend(_encode(value, tags))
         except _Unkeyable as exc:

@@ -12,7 +12,9 @@ of the block it ran in — returns; that is the moment the freshness contract co
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Iterable
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -25,6 +27,18 @@ __all__ = ["in_dirty_transaction", "invalidate", "invalidate_tags"]
 logger = logging.getLogger("freshcache")
 
 _DIRTY = "_freshcache_dirty"
+
+# Connections of this thread that are marked dirty. Django's connections are per thread, so a
+# thread-local set lets the hit path answer "is anything dirty?" without touching them.
+_local = threading.local()
+
+
+def _mark_dirty(conn: Any) -> None:
+    setattr(conn, _DIRTY, True)
+    dirty: set[Any] | None = getattr(_local, "conns", None)
+    if dirty is None:
+        dirty = _local.conns = set()
+    dirty.add(conn)
 
 
 def invalidate(*items: Taggable, using: str | None = None) -> None:
@@ -49,7 +63,7 @@ def invalidate_tags(tags: Iterable[str], using: str | None = None) -> None:
     using = using or DEFAULT_DB_ALIAS
     conn = connections[using]
     if conn.in_atomic_block:
-        setattr(conn, _DIRTY, True)
+        _mark_dirty(conn)
         for store in all_stores():
             if store.bumps_in_transaction(using):
                 _bump(store, tags)
@@ -77,11 +91,14 @@ def _bump(store: object, tags: Collection[str]) -> None:
 
 
 def in_dirty_transaction() -> bool:
-    """True if an open transaction on any connection has written through freshcache's view."""
-    for conn in connections.all(initialized_only=True):
-        if getattr(conn, _DIRTY, False):
-            if conn.in_atomic_block:
-                return True
-            # The block ended without commit (rolled back): it is clean again.
-            setattr(conn, _DIRTY, False)
+    """True if an open transaction of this thread has written through freshcache's view."""
+    dirty: set[Any] | None = getattr(_local, "conns", None)
+    if not dirty:
+        return False
+    for conn in list(dirty):
+        if getattr(conn, _DIRTY, False) and conn.in_atomic_block:
+            return True
+        # Committed (flag cleared) or ended without commit (rolled back): clean again.
+        setattr(conn, _DIRTY, False)
+        dirty.discard(conn)
     return False
