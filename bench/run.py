@@ -113,9 +113,13 @@ def main() -> int:
             common.log(f"capture overhead: x{results['capture']['ratio_of_medians']:.3f}")
     if wanted("hitcost"):
         common.log("hit cost in-process")
-        results["hitcost"] = section("hitcost", lambda: run_json(
-            ["bench.hit_cost", "4" if quick else "12"], "fc-redis", 300
-        ))
+        results["hitcost"] = {}
+        for variant in ("django", "fc-redis"):
+            data = section(f"hitcost-{variant}", lambda v=variant: run_json(
+                ["bench.hit_cost", v, "3" if quick else "8"], v, 300
+            ))
+            if data:
+                results["hitcost"][variant] = data
     if wanted("fanout"):
         levels = "1,100,1000" if quick else "1,100,10000,100000"
         results["fanout"] = {}
