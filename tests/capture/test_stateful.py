@@ -467,3 +467,37 @@ class CaptureMachine(RuleBasedStateMachine):
 def test_cached_reads_always_equal_uncached_reads(memory_store: Any) -> None:
     profile = PROFILES[os.environ.get("FRESHCACHE_HYPOTHESIS_PROFILE", "ci")]
     run_state_machine_as_test(CaptureMachine, settings=profile)
+
+
+# The same machine on the shared stores, with a smaller budget (the memory run above is the
+# deep one; these prove the stores add no staleness of their own under the same programs).
+SHARED_STORE_PROFILE = settings(
+    max_examples=12,
+    stateful_step_count=20,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("kind", ["database", "redis"])
+def test_cached_reads_equal_uncached_reads_on_shared_stores(
+    kind: str, request: pytest.FixtureRequest, transactional_db: None
+) -> None:
+    from django.test import override_settings
+
+    import freshcache
+    from tests.conftest import redis_available, store_url
+
+    if kind == "redis" and not redis_available():
+        request.node.add_marker(pytest.mark.redis)
+        from tests.conftest import pytest_runtest_setup
+
+        pytest_runtest_setup(request.node)
+    with override_settings(FRESHCACHE={"STORE": store_url(kind)}):
+        freshcache.store().clear()
+        try:
+            run_state_machine_as_test(CaptureMachine, settings=SHARED_STORE_PROFILE)
+        finally:
+            freshcache.store().clear()
