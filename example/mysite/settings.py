@@ -7,6 +7,7 @@ Environment switches:
   BLOG_DB=postgres           PostgreSQL at BLOG_PG_HOST (127.0.0.1:5432), user postgres,
                              database BLOG_PG_NAME (freshcache_example); default is SQLite
                              in db.sqlite3 (BLOG_SQLITE_PATH)
+  BLOG_PG_CONN_MAX_AGE=60    persistent connections (asgi.py defaults it to 0)
   FRESHCACHE_STORE=...       freshcache store URL (default memory://, e.g. redis://...)
 """
 
@@ -76,8 +77,10 @@ if os.environ.get("BLOG_DB", "sqlite").lower() in {"postgres", "postgresql", "pg
             "HOST": _pg_host,
             "PORT": _pg_port or "5432",
             # Reuse connections between requests, as a real deployment would; benchmarks
-            # would otherwise measure connection setup rather than caching.
-            "CONN_MAX_AGE": 60,
+            # would otherwise measure connection setup rather than caching. Not under ASGI
+            # (asgi.py sets 0): there every request has its own connection, and kept-alive
+            # ones pile up until PostgreSQL refuses new clients.
+            "CONN_MAX_AGE": int(os.environ.get("BLOG_PG_CONN_MAX_AGE", "60")),
         },
     }
 else:
@@ -104,6 +107,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Server errors and freshcache's own warnings go to stderr, with DEBUG on or off.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+        "freshcache": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
 
 FRESHCACHE = {
     # memory:// lives in one process; use redis://… or database:// for several workers.

@@ -80,18 +80,6 @@ def free_port() -> int:
 
 
 @dataclass
-class Blog:
-    """A running server and what the tests need to know about the seeded blog."""
-
-    base: str
-    store: str
-    posts: list[tuple[int, str, str]]  # (pk, slug, title), by pk
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-
-@dataclass
 class Server:
     process: subprocess.Popen[bytes]
     log: Path
@@ -111,6 +99,23 @@ class Server:
         # gunicorn workers share the master's process group; none may linger.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Blog:
+    """A running server and what the tests need to know about the seeded blog."""
+
+    base: str
+    store: str
+    posts: list[tuple[int, str, str]]  # (pk, slug, title), by pk
+    server: Server | None = None
+
+    def log(self) -> str:
+        """The end of the server's output (tracebacks of server errors), for failure messages."""
+        return self.server.output() if self.server is not None else ""
+
+    def url(self, path: str) -> str:
+        return self.base + path
 
 
 def start_server(argv: list[str], store: str, port: int) -> Server:
@@ -166,7 +171,7 @@ def clear_redis_prefix() -> None:
     client = redis.Redis.from_url(REDIS_STORE.split("?", 1)[0], socket_timeout=2)
     try:
         for _ in range(100):  # bounded: at most 100 rounds of 1000 keys
-            keys = list(itertools.islice(client.scan_iter(match=f"{RUN}*"), 1000))
+            keys = list(itertools.islice(client.scan_iter(match=f"*{RUN}*"), 1000))
             if not keys:
                 break
             client.delete(*keys)
@@ -194,7 +199,7 @@ def gunicorn_blog(
     ]  # fmt: skip
     server = start_server(argv, store, port)
     try:
-        yield Blog(f"http://127.0.0.1:{port}", store, blog_db)
+        yield Blog(f"http://127.0.0.1:{port}", store, blog_db, server)
     finally:
         server.stop()
         if request.param == "redis":
@@ -211,6 +216,6 @@ def uvicorn_blog(blog_db: list[tuple[int, str, str]]) -> Iterator[Blog]:
     ]  # fmt: skip
     server = start_server(argv, "memory://", port)
     try:
-        yield Blog(f"http://127.0.0.1:{port}", "memory://", blog_db)
+        yield Blog(f"http://127.0.0.1:{port}", "memory://", blog_db, server)
     finally:
         server.stop()

@@ -59,6 +59,7 @@ def test_concurrent_requests_do_not_bleed(uvicorn_blog: Blog) -> None:
         order = [paths[(i * 7 + round_) % len(paths)] for i in range(CONCURRENT)]
         results = get_many([uvicorn_blog.url(p) for p in order], concurrency=CONCURRENT)
         for path, got in zip(order, results, strict=True):
+            assert got.status == 200, f"{path}: {got.status}\n{uvicorn_blog.log()}"
             check(got, path, *pages[path])
         states = {g.state for g in results}
         assert states <= {"hit", "miss"}, states
