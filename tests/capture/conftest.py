@@ -63,30 +63,3 @@ class Watch:
 @pytest.fixture
 def watch(memory_store: Store) -> type[Watch]:
     return Watch
-
-
-@pytest.fixture(autouse=True)
-def _without_blog_hand_invalidation() -> Iterator[None]:
-    """Disconnect the example blog's hand-written invalidation receivers: these tests observe
-    what automatic capture alone invalidates."""
-    from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
-
-    from blog import signals
-    from blog.models import Author, Comment, Post, Tag
-
-    hooks = [
-        (pre_save, getattr(signals, "remember_comment_post", None), Comment),
-        (post_save, getattr(signals, "comment_changed", None), Comment),
-        (post_delete, getattr(signals, "comment_changed", None), Comment),
-        (post_save, getattr(signals, "post_changed", None), Post),
-        (post_delete, getattr(signals, "post_changed", None), Post),
-        (post_save, getattr(signals, "author_changed", None), Author),
-        (post_delete, getattr(signals, "author_changed", None), Author),
-        (post_save, getattr(signals, "tag_changed", None), Tag),
-        (post_delete, getattr(signals, "tag_changed", None), Tag),
-        (m2m_changed, getattr(signals, "post_tags_changed", None), Post.tags.through),
-    ]
-    disconnected = [(s, r, m) for s, r, m in hooks if r is not None and s.disconnect(r, sender=m)]
-    yield
-    for signal, receiver, model in disconnected:
-        signal.connect(receiver, sender=model)
