@@ -105,12 +105,15 @@ def redis_memory(store: Any, sample: int = 2000) -> dict[str, Any]:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
-        pipe.hstrlen(key, "\0p")
-        pipe.hlen(key)
+        pipe.get(key)
     replies = pipe.execute()
-    usage = replies[0::3]
-    payload = replies[1::3]
-    fields = replies[2::3]
+    usage = replies[0::2]
+    # An entry is "<epoch>\n<n>\n" + n bytes of "tag\tversion\n" lines + the payload.
+    payload, fields = [], []
+    for raw in replies[1::2]:
+        _epoch, length, rest = raw.split(b"\n", 2)
+        payload.append(len(rest) - int(length))
+        fields.append(rest[: int(length)].count(b"\n"))
     tag_count = 0
     tag_bytes = 0
     batch: list[bytes] = []
@@ -138,7 +141,7 @@ def redis_memory(store: Any, sample: int = 2000) -> dict[str, Any]:
     client.delete(scratch)
     info = client.info("memory")
     overhead = [u - p for u, p in zip(usage, payload, strict=True)]
-    tags_per_entry = statistics.median(fields) - 2  # minus the payload and epoch fields
+    tags_per_entry = statistics.median(fields)
     return {
         "entries_sampled": len(keys),
         "body_bytes": BODY_BYTES,

@@ -307,4 +307,19 @@ def corrupt_entries(kind: str) -> None:
     else:
         client = store._client  # type: ignore[attr-defined]
         for key in client.scan_iter(match="{" + REDIS_TEST_PREFIX + "}:e:*"):
-            client.hset(key, "\0p", b"fc1" + b"x" * 40)
+            client.set(key, client.get(key)[:-3])
+
+
+def test_entry_with_thousands_of_tags(fresh_store: object) -> None:
+    @cached
+    def wide() -> int:
+        calls["wide"] += 1
+        depends_on(*(f"row:{i}" for i in range(3000)))
+        return calls["wide"]
+
+    assert wide.outcome().stored is True
+    out = wide.outcome()
+    assert out.hit is True
+    assert len(out.tags) == 3000
+    invalidate("row:2999")
+    assert wide() == 2

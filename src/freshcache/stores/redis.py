@@ -7,7 +7,8 @@ Cluster slot and the scripts may touch them together):
 * ``{P}:seq``    the global sequence (an integer, INCR only);
 * ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>"`` after a bump, ``"<epoch>:<seq>:<nonce>"``
   when first seen; never expires (eviction is safe: see ``lua/set.lua``);
-* ``{P}:e:KEY``  an entry: a hash of ``\\0p`` (payload), ``\\0e`` (epoch) and ``tag -> version``.
+* ``{P}:e:KEY``  an entry: one string, ``"<epoch>\\n<n>\\n"``, n bytes of ``"tag\\tversion\\n"``
+  (its tags and their versions), then the payload: a tag costs its own bytes, nothing more.
 * ``{P}:server`` the run id of the Redis server the current epoch belongs to.
 
 Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.

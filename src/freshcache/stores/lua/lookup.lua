@@ -16,28 +16,27 @@ if not seq or not epoch then
     redis.call('SET', KEYS[3], 0)
   end
 end
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields > 0 then
-  local payload, stored_epoch
-  local names, versions = {}, {}
-  for i = 1, #fields, 2 do
-    local name = fields[i]
-    if name == '\0p' then
-      payload = fields[i + 1]
-    elseif name == '\0e' then
-      stored_epoch = fields[i + 1]
-    else
-      names[#names + 1] = name
-      versions[#versions + 1] = fields[i + 1]
-    end
-  end
-  local valid = payload ~= nil and stored_epoch == epoch
-  if valid then
-    for i = 1, #names do
-      if redis.call('GET', ARGV[1] .. names[i]) ~= versions[i] then
+-- An entry is one string: "<epoch>\n<n>\n" + n bytes of "tag\tversion\n" lines + the payload.
+-- A plain string costs the payload plus a few bytes per tag (a hash would cost a slot per
+-- field). Anything that does not parse is treated as invalid, never as an error.
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local valid = false
+  local payload
+  local names = {}
+  local e1 = string.find(raw, '\n', 1, true)
+  local e2 = e1 and string.find(raw, '\n', e1 + 1, true)
+  local n = e2 and tonumber(string.sub(raw, e1 + 1, e2 - 1))
+  if n and string.sub(raw, 1, e1 - 1) == epoch and e2 + n <= #raw then
+    valid = true
+    local packed = string.sub(raw, e2 + 1, e2 + n)
+    payload = string.sub(raw, e2 + n + 1)
+    for name, version in string.gmatch(packed, '([^\t\n]+)\t([^\n]+)\n') do
+      if redis.call('GET', ARGV[1] .. name) ~= version then
         valid = false
         break
       end
+      names[#names + 1] = name
     end
   end
   if valid then

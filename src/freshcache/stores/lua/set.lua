@@ -39,23 +39,17 @@ end
 if refuse then
   return 0
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '\0p', ARGV[5], '\0e', epoch)
--- HSET in chunks: Lua's unpack() fails past a few thousand values.
-local chunk = {}
+-- Tags never contain a tab or a newline (tags.py digests anything that is not printable ASCII).
+local packed = {}
 for i = 7, #ARGV do
-  chunk[#chunk + 1] = ARGV[i]
-  chunk[#chunk + 1] = recorded[i - 6]
-  if #chunk >= 1000 then
-    redis.call('HSET', KEYS[1], unpack(chunk))
-    chunk = {}
-  end
+  packed[#packed + 1] = ARGV[i] .. '\t' .. recorded[i - 6] .. '\n'
 end
-if #chunk > 0 then
-  redis.call('HSET', KEYS[1], unpack(chunk))
-end
+local header = table.concat(packed)
+local value = epoch .. '\n' .. #header .. '\n' .. header .. ARGV[5]
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('SET', KEYS[1], value, 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], value)
 end
 return 1
