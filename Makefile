@@ -32,6 +32,7 @@ pytest: $(STAMP)
 
 ## bench: benchmarks (never part of `make test`); QUICK=1 for a short run
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) bench/run.py $(if $(QUICK),--quick,)
 
 clean:
