@@ -1,0 +1,84 @@
+"""``freshcache.testing``: the helpers users put in their own test suites."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django.test import override_settings
+
+from blog.models import Author, Comment, Post
+from freshcache import cached
+from freshcache.testing import assert_invalidates, assert_still_cached
+from tests.conftest import store_url
+
+
+@cached
+def comment_bodies(post_id: int) -> list[str]:
+    return list(Comment.objects.filter(post_id=post_id).values_list("body", flat=True))
+
+
+@pytest.fixture
+def posts(fresh_store: object) -> tuple[Post, Post]:
+    author = Author.objects.create(name="Ann", slug="ann")
+    return (
+        Post.objects.create(author=author, title="One", slug="one", body="1"),
+        Post.objects.create(author=author, title="Two", slug="two", body="2"),
+    )
+
+
+def test_function_targets(posts: tuple[Post, Post]) -> None:
+    one, two = posts
+    with assert_invalidates(comment_bodies, one.pk), assert_still_cached(comment_bodies, two.pk):
+        Comment.objects.create(post=one, author_name="x", body="hello")
+
+
+def test_assert_invalidates_fails_when_nothing_changed(posts: tuple[Post, Post]) -> None:
+    one, two = posts
+    with (
+        pytest.raises(AssertionError, match=r"expected the block to invalidate .*comment_bodies"),
+        assert_invalidates(comment_bodies, one.pk),
+    ):
+        Comment.objects.create(post=two, author_name="x", body="elsewhere")
+
+
+def test_assert_still_cached_fails_when_invalidated(posts: tuple[Post, Post]) -> None:
+    one, _ = posts
+    with (
+        pytest.raises(AssertionError, match=r"to stay cached, but the block invalidated it"),
+        assert_still_cached(comment_bodies, one.pk),
+    ):
+        Comment.objects.create(post=one, author_name="x", body="hello")
+
+
+def test_page_targets(posts: tuple[Post, Post], store_kind: str) -> None:
+    one, two = posts
+    # The post page counts its views: declared volatile, as the example's settings do.
+    volatile = {"STORE": store_url(store_kind), "VOLATILE_FIELDS": ["blog.Post.view_count"]}
+    with (
+        override_settings(FRESHCACHE=volatile),
+        assert_invalidates(one.get_absolute_url()),
+        assert_still_cached(two.get_absolute_url()),
+    ):
+        Comment.objects.create(post=one, author_name="x", body="on one")
+
+
+def test_refuses_to_run_inside_a_transaction_that_never_commits(posts: tuple[Post, Post]) -> None:
+    with (
+        transaction.atomic(),
+        pytest.raises(RuntimeError, match="use TransactionTestCase"),
+        assert_invalidates(comment_bodies, posts[0].pk),
+    ):
+        pass
+
+
+def test_bad_targets_are_explained() -> None:
+    with (
+        pytest.raises(TypeError, match=r"a @cached function .* or a URL path"),
+        assert_invalidates(len),
+    ):
+        pass
+    with (
+        pytest.raises(TypeError, match="a page target is a URL path"),
+        assert_invalidates("post/7"),
+    ):
+        pass
