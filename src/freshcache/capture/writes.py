@@ -153,6 +153,20 @@ def _atomic(using: str) -> Any:
     return transaction.atomic(using=using) if conn.get_autocommit() else nullcontext()
 
 
+def _rows_before(
+    query: Query, using: str, info: TableInfo
+) -> tuple[list[str], list[Any] | None]:
+    """The keyed columns (primary key first) and the rows a statement is about to touch, read
+    before it runs; ``None`` when the rows cannot be known (then wildcards are bumped)."""
+    pk = info.pk_column
+    columns = [c for c in info.keyed if c == pk] + [c for c in info.keyed if c != pk]
+    if pk is not None and columns == [pk] and (pks := _literal_pks(query, info)) is not None:
+        return columns, [(v,) for v in pks]
+    if pk is not None:
+        return columns, _preselect(query, using, info, columns)
+    return columns, None
+
+
 def update(compiler: Any, run: Callable[[], Any]) -> Any:
     query = compiler.query
     using = compiler.using
@@ -163,15 +177,8 @@ def update(compiler: Any, run: Callable[[], Any]) -> Any:
     if set(set_columns) <= info.volatile:
         return run()
     _wrote(info)
-    pk = info.pk_column
-    columns = [c for c in info.keyed if c == pk] + [c for c in info.keyed if c != pk]
     with _atomic(using):
-        if pk is not None and columns == [pk] and (pks := _literal_pks(query, info)) is not None:
-            old: list[Any] | None = [(v,) for v in pks]
-        elif pk is not None:
-            old = _preselect(query, using, info, columns)
-        else:
-            old = None
+        columns, old = _rows_before(query, using, info)
         if old is None:
             result = run()
             bump(info.all_wildcards(using), using)
@@ -225,15 +232,8 @@ def delete(compiler: Any, run: Callable[[], Any]) -> Any:
     if info is None:
         return run()
     _wrote(info)
-    pk = info.pk_column
-    columns = [c for c in info.keyed if c == pk] + [c for c in info.keyed if c != pk]
     with _atomic(using):
-        if pk is not None and columns == [pk] and (pks := _literal_pks(query, info)) is not None:
-            old: list[Any] | None = [(v,) for v in pks]
-        elif pk is not None:
-            old = _preselect(query, using, info, columns)
-        else:
-            old = None
+        columns, old = _rows_before(query, using, info)
         if old is None:
             result = run()
             bump(info.all_wildcards(using), using)
