@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -107,3 +108,19 @@ def fresh_store(store_kind: str, transactional_db: None) -> Iterator[Store]:
         counters.reset()
         yield store
         store.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Before the test database is dropped, end connections that worker threads left open
+    (servers, thread pools): otherwise DROP DATABASE fails and the database is left behind."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
