@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-matrix lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,19 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## test-matrix: the suite again on Django 4.2 LTS, and on Django 6.0 where a Python 3.12 exists
+test-matrix:
+	$(PYTHON) -m venv .venv-dj42
+	.venv-dj42/bin/python -m pip install --quiet -e '.[dev]' 'Django>=4.2,<5.0'
+	.venv-dj42/bin/pytest $(PYTEST_ARGS)
+	@py312=$$(ls $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1); \
+	[ -n "$$py312" ] || py312=$$(command -v python3.12); \
+	if [ -n "$$py312" ] && "$$py312" -c "import sys" 2>/dev/null; then \
+	  $$py312 -m venv .venv-dj60 && \
+	  .venv-dj60/bin/python -m pip install --quiet -e '.[dev]' 'Django>=6.0,<6.1' && \
+	  .venv-dj60/bin/pytest $(PYTEST_ARGS); \
+	else echo "!!! no Python 3.12 here: Django 6.0 not tested !!!"; fi
 
 ## bench: benchmarks (never part of `make test`); QUICK=1 for a short run
 bench: $(STAMP)
