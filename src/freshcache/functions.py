@@ -90,9 +90,12 @@ def _simple_parameters(signature: inspect.Signature) -> tuple[tuple[str, ...], d
 
 
 def _bound_arguments(
-    signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    signature: inspect.Signature,
+    simple: tuple[tuple[str, ...], dict[str, Any]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> list[tuple[str, Any]]:
-    names, defaults = _simple_parameters_of(signature)
+    names, defaults = simple
     # The hit path: positional arguments only, to a function without *args/**kwargs.
     if names and not kwargs and len(args) <= len(names):
         rest = names[len(args) :]
@@ -103,22 +106,18 @@ def _bound_arguments(
     return list(bound.arguments.items())
 
 
-_simple_cache: dict[int, tuple[inspect.Signature, tuple[tuple[str, ...], dict[str, Any]]]] = {}
-
-
-def _simple_parameters_of(signature: inspect.Signature) -> tuple[tuple[str, ...], dict[str, Any]]:
-    cached_entry = _simple_cache.get(id(signature))
-    if cached_entry is None or cached_entry[0] is not signature:
-        cached_entry = _simple_cache[id(signature)] = (signature, _simple_parameters(signature))
-    return cached_entry[1]
-
-
 def _arguments_key(
-    name: str, signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]
+    name: str,
+    signature: inspect.Signature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    simple: tuple[tuple[str, ...], dict[str, Any]] | None = None,
 ) -> tuple[str, set[str]]:
+    if simple is None:
+        simple = _simple_parameters(signature)
     tags: set[str] = set()
     parts = [f"fn:{name}("]
-    for arg_name, value in _bound_arguments(signature, args, kwargs):
+    for arg_name, value in _bound_arguments(signature, simple, args, kwargs):
         try:
             parts.extend(_encode(value, tags))
         except _Unkeyable as exc:
@@ -174,11 +173,12 @@ def cached(
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         qualname = name or f"{func.__module__}.{func.__qualname__}"
         signature = inspect.signature(func)
+        simple = _simple_parameters(signature)  # once per function, not per call
 
         if inspect.iscoroutinefunction(func):
 
             async def aoutcome(*args: Any, **kwargs: Any) -> Outcome[Any]:
-                key, arg_tags = _arguments_key(qualname, signature, args, kwargs)
+                key, arg_tags = _arguments_key(qualname, signature, args, kwargs, simple)
 
                 async def compute() -> Any:
                     add_tags(arg_tags)
@@ -194,7 +194,7 @@ def cached(
             return awrapper
 
         def outcome(*args: Any, **kwargs: Any) -> Outcome[Any]:
-            key, arg_tags = _arguments_key(qualname, signature, args, kwargs)
+            key, arg_tags = _arguments_key(qualname, signature, args, kwargs, simple)
 
             def compute() -> Any:
                 add_tags(arg_tags)

@@ -46,13 +46,20 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
 
     ``invalidate(post)`` (one row), ``invalidate(Post)`` (the whole table),
     ``invalidate("weather:london")`` (a hand-named tag). ``using`` is the database whose
-    transaction decides when the bump happens; it defaults to the instances' database, else
-    ``default``.
+    transaction decides when the bump happens; by default each instance's own database, and
+    ``default`` for tags and model classes.
     """
-    if using is None:
-        dbs = {i._state.db for i in items if hasattr(i, "_state")} - {None}
-        using = dbs.pop() if len(dbs) == 1 else DEFAULT_DB_ALIAS
-    invalidate_tags(tags_for(items), using=using)
+    if using is not None:
+        invalidate_tags(tags_for(items), using=using)
+        return
+    # Each instance's tags follow its own database's transaction: a bump deferred to the
+    # commit of the wrong connection could land before the write it stands for commits.
+    groups: dict[str, list[Taggable]] = {}
+    for item in items:
+        db = getattr(getattr(item, "_state", None), "db", None) or DEFAULT_DB_ALIAS
+        groups.setdefault(db, []).append(item)
+    for db, group in groups.items():
+        invalidate_tags(tags_for(group), using=db)
 
 
 def invalidate_tags(tags: Iterable[str], using: str | None = None) -> None:
