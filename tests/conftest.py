@@ -110,6 +110,18 @@ def fresh_store(store_kind: str, transactional_db: None) -> Iterator[Store]:
         store.clear()
 
 
+@pytest.fixture(autouse=True)
+def _stop_relay() -> Iterator[None]:
+    """Each test starts with no relay thread: one left from an earlier test would apply that
+    test's log to this test's stores (and hold a connection to the test database)."""
+    yield
+    from freshcache.log import reset
+    from freshcache.log.relay import get_relay
+
+    get_relay().stop()
+    reset()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _end_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Before the test database is dropped, end connections that worker threads left open

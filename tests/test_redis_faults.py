@@ -161,7 +161,7 @@ def test_refused_serves_uncached_with_bounded_waits_and_one_warning(
     deadline = time.monotonic() + 5
     while not read.outcome("a").stored:
         assert read("a") == truth["a"]
-        assert time.monotonic() < deadline, "the store never came back"
+        assert time.monotonic() < deadline, f"the store never came back: {read.outcome('a')}"
         time.sleep(0.05)
     assert read.outcome("a").hit is True
     assert read("a") == truth["a"]
@@ -192,7 +192,7 @@ def test_hung_server_bounded_waits_then_recovers(
     deadline = time.monotonic() + 5
     while not read.outcome("a").hit:
         assert read("a") == truth["a"]
-        assert time.monotonic() < deadline, "the store never came back"
+        assert time.monotonic() < deadline, f"the store never came back: {read.outcome('a')}"
         time.sleep(0.05)
     assert read("a") == truth["a"]
     write("a")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.core import checks
 from django.core.signals import setting_changed
+from django.db.models.signals import post_migrate
 
 
 class FreshcacheConfig(AppConfig):
@@ -14,7 +15,9 @@ class FreshcacheConfig(AppConfig):
         from . import capture
         from .checks import check_settings
         from .conf import _on_setting_changed
+        from .log.install import on_post_migrate
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="freshcache-settings")
+        post_migrate.connect(on_post_migrate, dispatch_uid="freshcache-triggers")
         checks.register(check_settings, "freshcache")
         capture.install()

@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_QUERY_LENGTH": 2048,
     "NEVER_CACHE_PATHS": (),
     "CACHE_STATUSES": (200,),
+    "LOG_DATABASE": "default",
+    "RELAY": True,
+    "RELAY_POLL_SECONDS": 1.0,
+    "INSTALL_TRIGGERS": True,
 }
 
 
@@ -59,6 +63,11 @@ class FreshcacheSettings:
     max_query_length: int = 2048
     never_cache_paths: tuple[str, ...] = ()
     cache_statuses: tuple[int, ...] = (200,)
+    #: The database holding the invalidation log (``None``: no log).
+    log_database: str | None = "default"
+    relay: bool = True
+    relay_poll_seconds: float = 1.0
+    install_triggers: bool = True
 
 
 def _tuple(name: str, value: Any) -> tuple[Any, ...]:
@@ -73,6 +82,29 @@ def _number(name: str, value: Any, *, allow_none: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ImproperlyConfigured(
             f"FRESHCACHE[{name!r}] must be a non-negative number, not {value!r}"
+        )
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"FRESHCACHE[{name!r}] must be True or False, not {value!r}")
+    return value
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ImproperlyConfigured(f"FRESHCACHE[{name!r}] must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _alias(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in django_settings.DATABASES:
+        raise ImproperlyConfigured(
+            f"FRESHCACHE[{name!r}] must name a database alias from DATABASES "
+            f"({', '.join(sorted(django_settings.DATABASES))}) or be None, not {value!r}"
         )
     return value
 
@@ -115,6 +147,10 @@ def _build(raw: Any) -> FreshcacheSettings:
         max_query_length=int(_number("MAX_QUERY_LENGTH", merged["MAX_QUERY_LENGTH"])),
         never_cache_paths=_tuple("NEVER_CACHE_PATHS", merged["NEVER_CACHE_PATHS"]),
         cache_statuses=tuple(int(s) for s in _tuple("CACHE_STATUSES", merged["CACHE_STATUSES"])),
+        log_database=_alias("LOG_DATABASE", merged["LOG_DATABASE"]),
+        relay=_flag("RELAY", merged["RELAY"]),
+        relay_poll_seconds=_positive("RELAY_POLL_SECONDS", merged["RELAY_POLL_SECONDS"]),
+        install_triggers=_flag("INSTALL_TRIGGERS", merged["INSTALL_TRIGGERS"]),
     )
 
 
@@ -127,9 +163,12 @@ def get_settings() -> FreshcacheSettings:
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting == "FRESHCACHE":
         get_settings.cache_clear()
-        from . import stores
+        from . import log, stores
+        from .log.relay import get_relay
 
         stores.reset()
+        log.reset()
+        get_relay().settings_changed()
 
 
 # The dataclass field names, for docs and checks.

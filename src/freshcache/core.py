@@ -38,6 +38,7 @@ from django.db import connections
 from . import counters, hooks
 from .conf import get_settings
 from .invalidation import in_dirty_transaction
+from .log.relay import get_relay
 from .scope import add_tags, open_scope
 from .stores import Hit, Snapshot, Store, StoreUnavailable, get_store
 
@@ -171,11 +172,13 @@ class _Plan:
         self.skey = store_key(key)
         self.timeout = self.settings.timeout if timeout is None else timeout
 
-    def bypass_reason(self) -> str | None:
+    def bypass_reason(self, *, wait: bool = True) -> str | None:
         if not self.settings.enabled:
             return "disabled"
         if in_dirty_transaction():
             return "transaction has written"
+        if get_relay().blocks_reads(wait=wait):
+            return "invalidation log not yet applied"
         return None
 
     def lookup(self) -> Hit | Snapshot | str:
@@ -290,7 +293,7 @@ async def afetch(
             return direct
         return sync_to_async(fn, thread_sensitive=plan.store.thread_sensitive)
 
-    reason = plan.bypass_reason()
+    reason = plan.bypass_reason(wait=False)
     looked: Hit | Snapshot | str = reason if reason is not None else await off_loop(plan.lookup)()
     if isinstance(looked, Hit):
         ok, value = plan.decode(looked)

@@ -7,6 +7,12 @@ because they may read rows no other transaction can see yet (Drupal's delayed-ta
 Stores that live in the same database are additionally bumped inside the transaction (see
 ``stores/database.py``). The bump has reached every store when ``invalidate()`` — or the commit
 of the block it ran in — returns; that is the moment the freshness contract counts from.
+
+Every invalidation is also in the invalidation log (``log/``), committed with the write: written
+by the database triggers, or here, in the writing transaction, when no trigger covers it. A bump
+that fails (a store unreachable from this process, the breaker notwithstanding) is therefore
+never lost: a relay applies the log row once the store answers, and meanwhile this process
+serves nothing from the stores (``log/relay.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from . import counters, hooks
+from . import counters, hooks, log
 from .stores import StoreUnavailable, all_stores
 from .tags import Taggable, tags_for
 
@@ -62,39 +68,71 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
         invalidate_tags(tags_for(group), using=db)
 
 
-def invalidate_tags(tags: Iterable[str], using: str | None = None) -> None:
-    """Bump already-named tags, deferring to the commit of ``using``'s open transaction."""
+def invalidate_tags(
+    tags: Iterable[str],
+    using: str | None = None,
+    *,
+    marks: Collection[int] = (),
+    logged: bool = False,
+) -> None:
+    """Bump already-named tags, deferring to the commit of ``using``'s open transaction.
+
+    ``marks``: ids of the log rows these tags apply; ``logged``: the database triggers logged
+    this write already. Otherwise, when the log is on, a row is added for the tags.
+    """
     tags = frozenset(tags)
-    if not tags:
+    if not tags and not marks:
         return
     using = using or DEFAULT_DB_ALIAS
     conn = connections[using]
+    if not tags:  # log rows that need no bump (a volatile-only write): only mark them
+        if conn.in_atomic_block:
+            transaction.on_commit(lambda: _bump_all(tags, marks, using), using=using, robust=True)
+        else:
+            _bump_all(tags, marks, using)
+        return
     if conn.in_atomic_block:
         _mark_dirty(conn)
+        if not logged and log.is_active(using):
+            row = log.write_row(tags, using)
+            marks = (*marks, row) if row is not None else marks
         for store in all_stores():
             if store.bumps_in_transaction(using):
-                _bump(store, tags)
-        transaction.on_commit(lambda: _bump_all(tags), using=using, robust=True)
+                # No marks inside the transaction: its version is handed out before COMMIT,
+                # so the post-commit bump (or a relay) must still happen.
+                _bump(store, tags, ())
+        transaction.on_commit(lambda: _bump_all(tags, marks, using), using=using, robust=True)
         transaction.on_commit(lambda: setattr(conn, _DIRTY, False), using=using, robust=True)
     else:
-        _bump_all(tags)
+        failed = _bump_all(tags, marks, using)
+        if failed and not logged and not marks and log.is_active(using):
+            # Nothing durable holds this invalidation yet: log it now for the relays.
+            log.write_row(tags, using)
 
 
-def _bump_all(tags: Collection[str]) -> None:
+def _bump_all(tags: Collection[str], marks: Collection[int] = (), using: str = "") -> bool:
+    """Bump every store; return True if one of them failed (the relay then takes over)."""
     hooks.run("before_bump", tags=tags)
+    failed = False
     for store in all_stores():
-        _bump(store, tags)
+        failed = not _bump(store, tags, marks) or failed
+    if failed:
+        from .log import relay
+
+        relay.note_failed_bump()
+    return failed
 
 
-def _bump(store: object, tags: Collection[str]) -> None:
+def _bump(store: object, tags: Collection[str], marks: Collection[int]) -> bool:
     try:
-        store.bump(tags)  # type: ignore[attr-defined]
+        store.bump(tags, marks)  # type: ignore[attr-defined]
     except StoreUnavailable as exc:
-        # The store remembers what it could not bump and replays it before serving again.
+        # The log row stays until a relay applies it (and, without a log, the store replays it).
         counters.incr("bump_failures")
         logger.debug("freshcache: bump of %d tag(s) on %r failed: %s", len(tags), store, exc)
-    else:
-        counters.incr("bumps")
+        return False
+    counters.incr("bumps")
+    return True
 
 
 def in_dirty_transaction() -> bool:

@@ -44,3 +44,29 @@ class Sequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value}"
+
+
+class LogEntry(models.Model):
+    """One committed write, waiting to be applied to the stores by a relay (see ``log/``).
+
+    Rows come from database triggers (``source="trigger"``: the table, the keyed columns' names
+    and their old and new values as JSON arrays, ``NULL`` when there were too many rows) or from
+    freshcache itself (``source="django"``: the tags, one per line). A relay deletes a row once
+    every shared store has applied it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=16)
+    tbl = models.CharField(max_length=255, blank=True, default="")
+    op = models.CharField(max_length=16, blank=True, default="")
+    columns = models.TextField(blank=True, default="")
+    old = models.JSONField(null=True)
+    new = models.JSONField(null=True)
+    tags = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "freshcache_log"
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.source} {self.op} {self.tbl}".strip()

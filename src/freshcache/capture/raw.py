@@ -22,7 +22,7 @@ from typing import Any
 from ..scope import current_scope, mark_uncacheable
 from .sql import Statement, parse
 from .tables import Registry, registry, unknown_table_tag
-from .writes import bump
+from .writes import bump, prepare
 
 __all__ = ["execute", "read_tags", "write_tags"]
 
@@ -78,10 +78,12 @@ def execute(execute: Callable[..., Any], sql: Any, params: Any, many: bool, cont
         return result
     if st is not None and st.ddl:
         return execute(sql, params, many, context)
-    result = execute(sql, params, many, context)
     using = context["connection"].alias
+    prepare(using)
+    result = execute(sql, params, many, context)
     tags = write_tags(st, registry(), using)
     if tags:
         mark_uncacheable("raw SQL wrote to the database")
-        bump(tags, using)
+        known = st is not None and not st.unknown_target and st.targets
+        bump(tags, using, set(st.targets) if known and st is not None else None)
     return result

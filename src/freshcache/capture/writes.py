@@ -29,7 +29,7 @@ drops it on rollback.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from contextlib import nullcontext
 from typing import Any
 
@@ -41,7 +41,7 @@ from ..scope import mark_uncacheable
 from .reads import _conjuncts, _keyed_lookup
 from .tables import TableInfo, registry
 
-__all__ = ["MAX_ROWS", "bump", "delete", "insert", "update"]
+__all__ = ["MAX_ROWS", "bump", "delete", "insert", "row_tags", "update"]
 
 #: Above this many rows, an UPDATE or DELETE bumps the table and its wildcards instead.
 MAX_ROWS = 1000
@@ -49,10 +49,41 @@ MAX_ROWS = 1000
 _UNKNOWN = object()
 
 
-def bump(tags: Iterable[str], using: str) -> None:
+def prepare(using: str) -> None:
+    """Before a write statement: let the log triggers tell us the ids of the rows it logs."""
+    from .. import log
+
+    if log.is_active(using):
+        conn = connections[using]
+        log.prepare_notices(conn)
+        log.clear_notices(conn)
+
+
+def bump(tags: Iterable[str], using: str, tables: Collection[str] | None = None) -> None:
+    """Invalidate ``tags``, the whole effect of a statement on ``tables`` (``None``: any).
+
+    The log rows the triggers wrote for those tables are handed to the bump as marks (applied
+    by it); when the tables have no trigger, ``invalidate_tags`` logs the tags itself.
+    """
+    from .. import log
     from ..invalidation import invalidate_tags
 
-    invalidate_tags(tags, using=using)
+    marks: list[int] = []
+    logged = False
+    if log.is_active(using):
+        conn = connections[using]
+        triggered = log.triggers.triggered_tables(using)
+        logged = tables is not None and bool(tables) and all(t in triggered for t in tables)
+        marks = log.take_marks(conn, tables) if logged else []
+    invalidate_tags(tags, using=using, marks=marks, logged=logged)
+
+
+def _needs_transaction(info: TableInfo, using: str) -> bool:
+    """True when freshcache must log this table's writes itself (no trigger): the log row and
+    the write then commit together."""
+    from .. import log
+
+    return log.is_active(using) and info.name not in log.triggers.triggered_tables(using)
 
 
 def _wrote(info: TableInfo) -> None:
@@ -84,12 +115,20 @@ def insert(compiler: Any, run: Callable[[], Any], returning_fields: Any) -> Any:
     info = registry().tables.get(query.get_meta().db_table)
     if info is None:
         return run()
+    prepare(using)
+    with _atomic(using) if _needs_transaction(info, using) else nullcontext():
+        return _insert(query, using, info, run, returning_fields)
+
+
+def _insert(
+    query: Any, using: str, info: TableInfo, run: Callable[[], Any], returning_fields: Any
+) -> Any:
     result = run()
     _wrote(info)
     tags = {info.table_tag(using)}
     on_conflict = getattr(query, "on_conflict", None)
     if on_conflict is not None and getattr(on_conflict, "name", "") == "UPDATE":
-        bump(info.all_wildcards(using), using)
+        bump(info.all_wildcards(using), using, [info.name])
         return result
     by_column = {f.column: f for f in query.fields}
     returned: dict[str, int] = {}
@@ -109,8 +148,11 @@ def insert(compiler: Any, run: Callable[[], Any], returning_fields: Any) -> Any:
                 row.append(_UNKNOWN)
         rows.append(tuple(row))
     tags |= _row_tags(info, using, columns, rows)
-    bump(tags, using)
+    bump(tags, using, [info.name])
     return result
+
+
+row_tags = _row_tags
 
 
 def _literal_pks(query: Query, info: TableInfo) -> list[Any] | None:
@@ -175,19 +217,25 @@ def update(compiler: Any, run: Callable[[], Any]) -> Any:
         return run()  # excluded, or only multi-table parents change (each seen on its own)
     set_columns = {f.column: (f, val) for f, _, val in query.values}
     if set(set_columns) <= info.volatile:
-        return run()
+        # Nothing to invalidate; the log row the trigger may still write (installed before the
+        # column was declared volatile) is marked applied, so no relay bumps it either.
+        prepare(using)
+        result = run()
+        bump((), using, [info.name])
+        return result
     _wrote(info)
+    prepare(using)
     with _atomic(using):
         columns, old = _rows_before(query, using, info)
         if old is None:
             result = run()
-            bump(info.all_wildcards(using), using)
+            bump(info.all_wildcards(using), using, [info.name])
             return result
         query.add_filter("pk__in", [row[0] for row in old])
         result = run()
         tags = {info.table_tag(using)} | _row_tags(info, using, columns, old)
         tags |= _new_values(query, using, info, columns, old, set_columns)
-        bump(tags, using)
+        bump(tags, using, [info.name])
         return result
 
 
@@ -232,13 +280,14 @@ def delete(compiler: Any, run: Callable[[], Any]) -> Any:
     if info is None:
         return run()
     _wrote(info)
+    prepare(using)
     with _atomic(using):
         columns, old = _rows_before(query, using, info)
         if old is None:
             result = run()
-            bump(info.all_wildcards(using), using)
+            bump(info.all_wildcards(using), using, [info.name])
             return result
         query.add_filter("pk__in", [row[0] for row in old])
         result = run()
-        bump({info.table_tag(using)} | _row_tags(info, using, columns, old), using)
+        bump({info.table_tag(using)} | _row_tags(info, using, columns, old), using, [info.name])
         return result

@@ -19,6 +19,11 @@ checks for every implementation:
    the entry is then stored only if nothing at all was bumped since the snapshot, because a
    missing version might be a bump that was lost.
 4. Losing metadata only ever causes misses, never a stale hit.
+5. ``bump(tags, marks)`` records the *marks* (ids of invalidation-log rows the bump stands for)
+   atomically with the bump; ``apply`` bumps a log row's tags only if its mark is not recorded
+   yet. So the relay never bumps again what the writer's own bump already did (that would cost
+   every dependent entry a second miss), and a write whose bump failed is bumped exactly once,
+   by whichever relay gets there first. Losing a mark costs one extra bump, never a lost one.
 
 Methods raise :class:`StoreUnavailable` when the backing service cannot be reached; the core
 turns that into an uncached computation. Implementations add only their reasons to these
@@ -28,7 +33,7 @@ docstrings.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Hit", "Snapshot", "Store", "StoreUnavailable"]
@@ -96,8 +101,24 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def bump(self, tags: Collection[str]) -> None:
-        """Give every tag in ``tags`` a new version, so every entry that depends on it misses."""
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+        """Give every tag in ``tags`` a new version, so every entry that depends on it misses.
+
+        ``marks``: ids of invalidation-log rows this bump applies, recorded with it (see
+        :meth:`apply`). A bump is attempted even while a circuit breaker is open: the breaker
+        protects hits from a slow store, never at the cost of an invalidation.
+        """
+
+    @abc.abstractmethod
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        """Apply invalidation-log rows: bump each ``(mark, tags)`` whose mark is not recorded.
+
+        Each row is checked and bumped atomically, and its mark recorded with the bump. Return
+        how many rows were bumped (the others had been applied already).
+        """
+
+    def forget(self, marks: Collection[int]) -> None:
+        """Drop the marks of log rows the relay has deleted (stores whose marks expire skip it)."""
 
     @abc.abstractmethod
     def clear(self) -> None:

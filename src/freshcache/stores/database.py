@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -192,14 +192,52 @@ class DatabaseStore(Store):
 
         return self._run(run)
 
-    def bump(self, tags: Collection[str]) -> None:
-        if not tags:
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+        if not tags and not marks:
             return
         # Sorted, so that two transactions bumping overlapping tags lock rows in one order.
-        ordered = sorted(set(tags))
+        ordered = sorted(set(tags) | {_mark(m) for m in marks})
 
         def run(cursor: Any) -> None:
-            self._upsert_tags(cursor, ordered, self._next(cursor) << SHIFT, replace=True)
+            if marks and len(self._versions(cursor, [_mark(m) for m in marks])) == len(set(marks)):
+                return  # a relay applied these log rows after they committed
+            version = self._next(cursor) << SHIFT if tags else 0  # marks only: no step
+            self._upsert_tags(cursor, ordered, version, replace=True)
+
+        self._run(run)
+
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        if not batch:
+            return 0
+
+        def run(cursor: Any) -> int:
+            done = set(self._versions(cursor, [_mark(m) for m, _ in batch]))
+            applied = 0
+            for mark, tags in batch:
+                if _mark(mark) in done:
+                    continue
+                ordered = sorted(set(tags) | {_mark(mark)})
+                self._upsert_tags(cursor, ordered, self._next(cursor) << SHIFT, replace=True)
+                applied += 1
+            return applied
+
+        # One transaction: a row's mark is recorded with its bump or not at all.
+        try:
+            with transaction.atomic(using=self.alias):
+                return self._run(run)
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
+
+    def forget(self, marks: Collection[int]) -> None:
+        names = [_mark(m) for m in marks]
+        if not names:
+            return
+
+        def run(cursor: Any) -> None:
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                marks_sql = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"DELETE FROM freshcache_tag WHERE tag IN ({marks_sql})", chunk)
 
         self._run(run)
 
@@ -236,6 +274,11 @@ SELECT
 FROM (SELECT 1) AS one
 LEFT JOIN freshcache_entry e ON e.key = %s
 """
+
+
+def _mark(log_id: int) -> str:
+    # A space never occurs in a tag (tags.py digests such names), so marks cannot collide.
+    return f"log mark:{int(log_id)}"
 
 
 def _parse(text: str) -> dict[str, int]:

@@ -12,12 +12,15 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from .base import Hit, Snapshot, Store
 
-__all__ = ["MemoryStore"]
+__all__ = ["MAX_MARKS", "MemoryStore"]
+
+#: How many applied invalidation-log ids are remembered.
+MAX_MARKS = 100_000
 
 
 class MemoryStore(Store):
@@ -40,6 +43,9 @@ class MemoryStore(Store):
         # A version is (sequence value, nonce): bumps use nonce 0, first sightings a fresh nonce.
         self._tags: OrderedDict[str, tuple[int, int]] = OrderedDict()
         # key -> (payload, {tag: version}, expiry as time.monotonic() or None)
+        # Ids of invalidation-log rows already bumped (bounded: a forgotten mark costs one
+        # extra bump when a relay applies that row, never a lost one).
+        self._marks: OrderedDict[int, None] = OrderedDict()
         self._entries: OrderedDict[str, tuple[bytes, dict[str, tuple[int, int]], float | None]] = (
             OrderedDict()
         )
@@ -111,16 +117,41 @@ class MemoryStore(Store):
         while len(self._tags) > self.max_tags:
             self._tags.popitem(last=False)
 
-    def bump(self, tags: Collection[str]) -> None:
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         with self._lock:
+            if marks and all(m in self._marks for m in marks):
+                return  # a relay applied these log rows after they committed
+            self._bump_locked(tags, marks)
+
+    def _bump_locked(self, tags: Collection[str], marks: Collection[int]) -> None:
+        if tags:
             self._seq += 1
-            for tag in tags:
-                self._put_tag(tag, (self._seq, 0))
+        for tag in tags:
+            self._put_tag(tag, (self._seq, 0))
+        for mark in marks:
+            self._marks[mark] = None
+        while len(self._marks) > MAX_MARKS:
+            self._marks.popitem(last=False)
+
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        applied = 0
+        with self._lock:
+            for mark, tags in batch:
+                if mark not in self._marks:
+                    self._bump_locked(tags, (mark,))
+                    applied += 1
+        return applied
+
+    def forget(self, marks: Collection[int]) -> None:
+        with self._lock:
+            for mark in marks:
+                self._marks.pop(mark, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._tags.clear()
+            self._marks.clear()
             self._epoch = secrets.token_hex(8)
 
     def __len__(self) -> int:

@@ -9,16 +9,20 @@ Cluster slot and the scripts may touch them together):
   when first seen; never expires (eviction is safe: see ``lua/set.lua``);
 * ``{P}:e:KEY``  an entry: one string, ``"<epoch>\\n<n>\\n"``, n bytes of ``"tag\\tversion\\n"``
   (its tags and their versions), then the payload: a tag costs its own bytes, nothing more.
-* ``{P}:server`` the run id of the Redis server the current epoch belongs to.
+* ``{P}:server`` the run id of the Redis server the current epoch belongs to;
+* ``{P}:m:ID``   the mark of invalidation-log row ID, set with the bump that applied it; it
+  expires after :data:`MARK_TTL_MS` (a relay applies a row within seconds; an expired mark
+  costs one extra bump, never a lost one).
 
 Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.
 
-Failure handling: socket timeouts are short, and a circuit breaker stops calling Redis for
-``BREAKER_SECONDS`` after an error, so an outage costs a bounded wait, never a hang. A bump that
-fails is remembered; before this process talks to Redis again it replays those bumps (or, past
-:data:`MAX_FAILED_TAGS`, starts a new epoch), and a background timer retries the replay so that
-other processes do not serve entries the lost bump should have invalidated. One warning is
-logged per outage.
+Failure handling: socket timeouts are short, and a circuit breaker stops *lookups and stores*
+for ``BREAKER_SECONDS`` after an error, so an outage costs a bounded wait, never a hang. Bumps
+ignore the breaker: each is attempted (bounded by the socket timeout), because a bump skipped
+while Redis is already back is an invalidation other processes never see. A bump that fails
+stays in the invalidation log, where a relay applies it once Redis answers (``log/``); a bump
+that has no log row (no log database) is also remembered here and replayed before this process
+talks to Redis again (past :data:`MAX_FAILED_TAGS`, a new epoch). One warning per outage.
 
 Restarts: every new connection first runs ``lua/fence.lua`` with the server's run id, so a
 server that restarted (possibly from an RDB/AOF file older than some acknowledged bumps) or a
@@ -31,7 +35,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -46,6 +50,8 @@ T = TypeVar("T")
 
 #: Past this many failed tag bumps, recovery starts a new epoch instead of replaying them.
 MAX_FAILED_TAGS = 10_000
+#: How long the mark of an applied invalidation-log row is kept (milliseconds).
+MARK_TTL_MS = 600_000
 
 _OPTION_NAMES = {"prefix", "socket_timeout", "connect_timeout", "breaker_seconds"}
 
@@ -98,9 +104,10 @@ class RedisStore(Store):
         self._seq_key = f"{base}:seq"
         self._tag_prefix = f"{base}:t:"
         self._entry_prefix = f"{base}:e:"
+        self._mark_prefix = f"{base}:m:"
         self._scripts = {
             name: self._client.register_script(_script(name))
-            for name in ("lookup", "set", "bump", "begin", "rotate")
+            for name in ("lookup", "set", "bump", "apply", "begin", "rotate")
         }
         self._lock = threading.Lock()
         self._open_until = 0.0  # circuit breaker: no calls before this monotonic time
@@ -133,8 +140,8 @@ class RedisStore(Store):
 
     # -- failure handling --------------------------------------------------------------------
 
-    def _call(self, fn: Callable[[], T]) -> T:
-        if self._open_until and time.monotonic() < self._open_until:
+    def _call(self, fn: Callable[[], T], *, breaker: bool = True) -> T:
+        if breaker and self._open_until and time.monotonic() < self._open_until:
             raise StoreUnavailable(f"{self!r} is unavailable (circuit open)")
         try:
             if self._failed_tags or self._rotate_needed:
@@ -259,20 +266,41 @@ class RedisStore(Store):
         )
         return bool(stored)
 
-    def _run_bump(self, tags: Collection[str]) -> None:
+    def _run_bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         self._scripts["bump"](
             keys=[self._epoch_key, self._seq_key],
-            args=[self._tag_prefix, secrets.token_hex(8), *tags],
+            args=[
+                self._tag_prefix,
+                secrets.token_hex(8),
+                self._mark_prefix,
+                MARK_TTL_MS,
+                len(marks),
+                *marks,
+                *tags,
+            ],
         )
 
-    def bump(self, tags: Collection[str]) -> None:
-        if not tags:
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+        if not tags and not marks:
             return
         try:
-            self._call(lambda: self._run_bump(tags))
+            self._call(lambda: self._run_bump(tags, marks), breaker=False)
         except StoreUnavailable:
-            self._remember_failed(tags)
+            if not marks:  # nothing else holds this invalidation: keep it for the replay
+                self._remember_failed(tags)
             raise
+
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        if not batch:
+            return 0
+        args: list[Any] = [self._tag_prefix, secrets.token_hex(8), self._mark_prefix, MARK_TTL_MS]
+        for mark, tags in batch:
+            args += [mark, len(tags), *tags]
+        applied = self._call(
+            lambda: self._scripts["apply"](keys=[self._epoch_key, self._seq_key], args=args),
+            breaker=False,
+        )
+        return int(applied)
 
     def clear(self) -> None:
         def run() -> None:

@@ -1,0 +1,242 @@
+"""The invalidation log: every committed write, durable in the project's database.
+
+A write and its invalidation commit together or not at all: on PostgreSQL, triggers on every
+tracked table add a row to ``freshcache_log`` inside the writing statement (``triggers.py``), for
+every writer (the ORM, ``psql``, a cron job in another language, ``ON DELETE CASCADE``); where a
+table has no trigger (SQLite, or triggers not installed), freshcache adds the row itself, in the
+writing transaction, for writes made through Django. ``invalidate()`` with hand-named tags adds a
+row too.
+
+Writes made through Django keep their fast path: the tags are bumped right after commit, before
+the write returns, and the bump *marks* the log rows it stands for (``stores/base.py``, point 5).
+A relay (``relay.py``) applies every row no bump marked (a failed bump, a process killed between
+COMMIT and its bump, a write from outside Django) and deletes applied rows. No invalidation
+depends on one process staying alive or one store staying reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from django.db import DatabaseError, connections, transaction
+
+from ..conf import get_settings
+
+__all__ = [
+    "active_alias",
+    "decode",
+    "is_active",
+    "prepare_notices",
+    "take_marks",
+    "triggers",
+    "write_row",
+]
+
+logger = logging.getLogger("freshcache")
+
+_NOTICES = "_freshcache_notices"
+_NOTICE_READY = "_freshcache_notice_ready"
+_PREFIX = "freshcache-log "
+
+
+def active_alias() -> str | None:
+    """The alias of the log database, or ``None`` when the log is off (``LOG_DATABASE``)."""
+    return get_settings().log_database
+
+
+def is_active(using: str) -> bool:
+    """True if writes on database ``using`` are logged: it is the log database, the log table
+    exists, and either it is PostgreSQL (triggers see outside writes) or a store is shared."""
+    if using != get_settings().log_database or not ready(using):
+        return False
+    if connections[using].vendor == "postgresql":
+        return True
+    from ..stores import all_stores
+
+    return any(store.shared for store in all_stores())
+
+
+_ready: dict[str, bool] = {}
+
+
+def ready(using: str) -> bool:
+    """True once the log table exists on ``using`` (checked once per process; ``migrate``
+    resets it)."""
+    found = _ready.get(using)
+    if found is None:
+        try:
+            from ..capture.patch import _internal
+
+            conn = connections[using]
+            found = _internal(lambda: "freshcache_log" in conn.introspection.table_names())
+        except Exception:
+            return False
+        _ready[using] = found
+    return found
+
+
+def reset() -> None:
+    """Forget cached facts about the log (after ``migrate`` or a trigger install)."""
+    from .relay import get_relay
+    from .triggers import triggered_tables
+
+    _ready.clear()
+    triggered_tables.cache_clear()
+    get_relay()._off = None
+
+
+def write_row(tags: Collection[str], using: str) -> int | None:
+    """Add a row naming ``tags`` to the log in ``using``'s current transaction; return its id.
+
+    Runs in a savepoint inside a transaction, so a failure (reported once per call, at WARNING)
+    never aborts the caller's write. ``None`` when the row could not be written.
+    """
+    from ..capture.patch import _internal
+
+    conn = connections[using]
+    text = "\n".join(sorted(tags))
+
+    def run() -> int:
+        with conn.cursor() as cursor:
+            if conn.features.can_return_columns_from_insert:
+                cursor.execute(
+                    "INSERT INTO freshcache_log (created, source, tbl, op, columns, tags) "
+                    "VALUES (CURRENT_TIMESTAMP, 'django', '', 'TAGS', '', %s) RETURNING id",
+                    [text],
+                )
+                return int(cursor.fetchone()[0])
+            cursor.execute(
+                "INSERT INTO freshcache_log (created, source, tbl, op, columns, tags) "
+                "VALUES (CURRENT_TIMESTAMP, 'django', '', 'TAGS', '', %s)",
+                [text],
+            )
+            return int(cursor.lastrowid)
+
+    try:
+        if conn.in_atomic_block:
+            with transaction.atomic(using=using):
+                return int(_internal(run))
+        return int(_internal(run))
+    except DatabaseError as exc:
+        logger.warning("freshcache: could not write %d tag(s) to the log: %s", len(tags), exc)
+        return None
+
+
+# -- the writer learns the ids of the rows its statement logged ------------------------------
+
+
+def prepare_notices(conn: Any) -> None:
+    """Ask the triggers to tell this connection the ids of the log rows it writes.
+
+    Once per database connection, before its first write (reads never pay for it). Only
+    psycopg 3 is supported; elsewhere no ids are learned and relays bump those rows a second
+    time (extra misses, never a lost invalidation).
+    """
+    raw = getattr(conn, "connection", None)
+    if raw is None or getattr(raw, _NOTICE_READY, False):
+        return
+    if conn.vendor != "postgresql" or not hasattr(raw, "add_notice_handler"):
+        return
+    notices: list[str] = []
+
+    def handler(diag: Any) -> None:
+        text = getattr(diag, "message_primary", None) or ""
+        if text.startswith(_PREFIX):
+            notices.append(text[len(_PREFIX) :])
+
+    try:
+        from ..capture.patch import _internal
+
+        def run() -> None:
+            with conn.cursor() as cursor:
+                cursor.execute("SET freshcache.notice = 'on'")
+
+        _internal(run)
+    except DatabaseError:
+        return
+    raw.add_notice_handler(handler)
+    setattr(raw, _NOTICES, notices)
+    setattr(raw, _NOTICE_READY, True)
+
+
+def take_marks(conn: Any, tables: Iterable[str] | None) -> list[int]:
+    """The ids of the log rows the last statements on ``conn`` wrote for ``tables``.
+
+    ``tables=None``: any table. Rows of other tables (a cascade defined in SQL, a user's trigger)
+    are left to the relays: the writer's tags do not cover them.
+    """
+    raw = getattr(conn, "connection", None)
+    notices: list[str] | None = getattr(raw, _NOTICES, None)
+    if not notices:
+        return []
+    wanted = None if tables is None else set(tables)
+    marks = []
+    for text in notices:
+        ident, _, table = text.partition(" ")
+        if (wanted is None or table in wanted) and ident.isdigit():
+            marks.append(int(ident))
+    notices.clear()
+    return marks
+
+
+def clear_notices(conn: Any) -> None:
+    """Forget notices of statements whose tags nobody bumps here (the relays will)."""
+    raw = getattr(conn, "connection", None)
+    notices: list[str] | None = getattr(raw, _NOTICES, None)
+    if notices:
+        notices.clear()
+
+
+# -- what a row invalidates --------------------------------------------------------------------
+
+
+def decode(row: dict[str, Any], using: str) -> set[str]:
+    """The tags of one log row. A row that cannot be understood invalidates more, never less:
+    its table's wildcards, or every tracked table's when even the table is unknown."""
+    from ..capture.tables import registry, unknown_table_tag
+    from ..capture.writes import row_tags
+
+    reg = registry()
+    source = row.get("source")
+    if source == "django":
+        return {t for t in str(row.get("tags") or "").split("\n") if t}
+    table = row.get("tbl") or ""
+    info = reg.tables.get(table)
+    if source != "trigger" or not table:
+        logger.warning("freshcache: log row %s is not understood; invalidating every table", row)
+        return _everything(reg, using)
+    if info is None:
+        return set() if table in reg.excluded else {unknown_table_tag(table, using)}
+    try:
+        columns = [c for c in str(row.get("columns") or "").split(",") if c]
+        old, new = row.get("old"), row.get("new")
+        if isinstance(old, str | bytes):
+            import json
+
+            old, new = json.loads(old), (json.loads(new) if new is not None else None)
+        if old is None or new is None:
+            return info.all_wildcards(using)
+        tags = {info.table_tag(using)}
+        rows = [tuple(r) for r in (*old, *new)]
+        if any(len(r) != len(columns) for r in rows):
+            raise ValueError("row width does not match its columns")
+        tags |= row_tags(info, using, columns, rows)
+        # A keyed column the trigger did not record (installed before the column was keyed):
+        # its readers are reached through the wildcard.
+        tags |= {info.wildcard(c, using) for c in info.keyed if c not in columns}
+        return tags
+    except (TypeError, ValueError) as exc:
+        logger.warning("freshcache: log row %s of %s is malformed (%s)", row.get("id"), table, exc)
+        return info.all_wildcards(using)
+
+
+def _everything(reg: Any, using: str) -> set[str]:
+    tags: set[str] = set()
+    for info in reg.tables.values():
+        tags |= info.all_wildcards(using)
+    return tags
+
+
+from . import triggers  # noqa: E402  (``log.triggers`` for the write path)

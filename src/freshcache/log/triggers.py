@@ -1,0 +1,266 @@
+"""PostgreSQL triggers that feed the invalidation log from every writer.
+
+One statement-level trigger per operation (``INSERT``, ``UPDATE``, ``DELETE``, ``TRUNCATE``) on
+every tracked table. With transition tables (PostgreSQL 10+, "Transition Relations" in the
+``CREATE TRIGGER`` documentation) a statement costs one log row however many rows it touched: the
+trigger records the table, the names of its *keyed columns* and their old and new values as JSON
+arrays (``NULL`` past :data:`MAX_ROWS` rows: the relay then bumps the column wildcards), so a
+``psql`` write produces the same tags as the ORM write would (``blog.comment?post_id=7``).
+
+An ``UPDATE`` that changes nothing but volatile columns (``VOLATILE_FIELDS``) logs nothing, like
+the ORM. Each log row wakes the relays (``NOTIFY freshcache``, delivered at commit) and, for
+Django's own connections (``SET freshcache.notice = on``), tells the writer the row's id in a
+``NOTICE`` that arrives with the statement's result: the writer's bump then marks the row
+applied, and no relay bumps it a second time. Functions are ``SECURITY DEFINER`` so that a role
+without rights on the log can still write to its tables: the cache never makes a write fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, transaction
+
+from ..capture.tables import TableInfo, registry
+
+__all__ = ["MAX_ROWS", "TableStatus", "install", "status", "triggered_tables", "uninstall"]
+
+logger = logging.getLogger("freshcache")
+
+#: Past this many rows in one statement, a trigger records no values (the table's wildcards are
+#: bumped instead), like the ORM capture's own limit.
+MAX_ROWS = 1000
+#: Bumped when the trigger body changes: ``status`` then reports installed triggers as outdated.
+VERSION = 1
+_OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
+        ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+        ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
+        ("trunc", "TRUNCATE", ""))
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """One tracked table: ``state`` is ``ok``, ``missing``, ``outdated`` or ``not a table``."""
+
+    table: str
+    state: str
+    columns: tuple[str, ...]
+
+
+def _quote(conn: Any, name: str) -> str:
+    return str(conn.ops.quote_name(name))
+
+
+def function_name(table: str) -> str:
+    """The trigger function of ``table`` (a digest: table names may be long or unusual)."""
+    return "freshcache_log_" + hashlib.blake2b(table.encode(), digest_size=8).hexdigest()
+
+
+def _columns(info: TableInfo) -> list[str]:
+    pk = info.pk_column
+    return [c for c in info.keyed if c == pk] + [c for c in info.keyed if c != pk]
+
+
+def _fingerprint(info: TableInfo) -> str:
+    volatile = ",".join(sorted(info.volatile))
+    return f"freshcache v{VERSION} {','.join(_columns(info))} volatile={volatile}"
+
+
+def _function_sql(conn: Any, info: TableInfo, log_table: str) -> str:
+    cols = _columns(info)
+    q = lambda c: "r." + _quote(conn, c)  # noqa: E731
+    values = f"jsonb_build_array({', '.join(q(c) for c in cols)})" if cols else "'[]'::jsonb"
+
+    def agg(side: str) -> str:
+        return (
+            f"SELECT count(*), CASE WHEN count(*) <= {MAX_ROWS} "
+            f"THEN coalesce(jsonb_agg({values}), '[]'::jsonb) END FROM {side} r"
+        )
+
+    volatile = ""
+    if info.volatile:
+        drop = "ARRAY[" + ", ".join(f"'{c}'" for c in sorted(info.volatile)) + "]::text[]"
+        volatile = f"""
+    IF TG_OP = 'UPDATE' AND NOT EXISTS (
+        SELECT to_jsonb(r) - {drop} FROM new_rows r
+        EXCEPT ALL SELECT to_jsonb(r) - {drop} FROM old_rows r) THEN
+      RETURN NULL;  -- only volatile columns changed
+    END IF;"""
+    columns = ",".join(cols)
+    return f"""
+CREATE OR REPLACE FUNCTION {function_name(info.name)}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fc$
+DECLARE
+  n_old bigint := 0;
+  n_new bigint := 0;
+  o jsonb := '[]'::jsonb;
+  nw jsonb := '[]'::jsonb;
+  lid bigint;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    o := NULL;
+    nw := NULL;
+  ELSE
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+      {agg("old_rows")} INTO n_old, o;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+      {agg("new_rows")} INTO n_new, nw;
+    END IF;
+    IF n_old = 0 AND n_new = 0 THEN
+      RETURN NULL;
+    END IF;{volatile}
+  END IF;
+  INSERT INTO {log_table} (created, source, tbl, op, columns, old, new, tags)
+  VALUES (now(), 'trigger', TG_TABLE_NAME, TG_OP, '{columns}', o, nw, '')
+  RETURNING id INTO lid;
+  PERFORM pg_notify('freshcache', '');
+  IF pg_trigger_depth() = 1 AND current_setting('freshcache.notice', true) = 'on' THEN
+    RAISE NOTICE 'freshcache-log % %', lid, TG_TABLE_NAME;
+  END IF;
+  RETURN NULL;
+END
+$fc$"""
+
+
+def _log_table(cursor: Any) -> str:
+    cursor.execute("SELECT quote_ident(current_schema())")
+    return f"{cursor.fetchone()[0]}.freshcache_log"
+
+
+def _relkinds(cursor: Any, tables: list[str]) -> dict[str, str]:
+    cursor.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c "
+        "WHERE c.relname = ANY(%s) AND pg_table_is_visible(c.oid)",
+        [tables],
+    )
+    return {name: kind for name, kind in cursor.fetchall()}
+
+
+def _installed(cursor: Any) -> dict[str, str]:
+    """table -> the fingerprint comment on its trigger function, for every installed trigger."""
+    cursor.execute(
+        "SELECT c.relname, coalesce(obj_description(p.oid, 'pg_proc'), '') "
+        "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgname = 'freshcache_log_upd' AND pg_table_is_visible(c.oid)"
+    )
+    return dict(cursor.fetchall())
+
+
+def _tracked() -> list[TableInfo]:
+    return sorted(registry().tables.values(), key=lambda info: info.name)
+
+
+def status(using: str = "default") -> list[TableStatus]:
+    """The trigger state of every tracked table on database ``using`` (PostgreSQL only)."""
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return []
+    infos = _tracked()
+    with conn.cursor() as cursor:
+        kinds = _relkinds(cursor, [i.name for i in infos])
+        installed = _installed(cursor)
+    out = []
+    for info in infos:
+        kind = kinds.get(info.name)
+        if kind not in ("r", "p"):
+            state = "not a table" if kind else "no table"
+        elif info.name not in installed:
+            state = "missing"
+        elif installed[info.name] != _fingerprint(info):
+            state = "outdated"
+        else:
+            state = "ok"
+        out.append(TableStatus(info.name, state, tuple(_columns(info))))
+    return out
+
+
+def install(using: str = "default", *, lock_timeout: str = "5s") -> list[TableStatus]:
+    """Create or replace the triggers on every tracked table of ``using``; return the states.
+
+    Each table is done in its own short transaction with ``lock_timeout``, so installing on a
+    live database waits for a table's lock at most that long (a table whose lock could not be
+    taken stays ``missing``/``outdated``; run the command again). Re-run it after migrations that
+    add models or change keyed columns (``migrate`` does it by itself: ``INSTALL_TRIGGERS``).
+    """
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        raise NotImplementedError(
+            f"database {using!r} is {conn.vendor}: triggers exist for PostgreSQL only; "
+            "on other databases freshcache logs the writes made through Django"
+        )
+    for st in status(using):
+        if st.state not in ("missing", "outdated"):
+            continue
+        info = registry().tables[st.table]
+        try:
+            with transaction.atomic(using=using), conn.cursor() as cursor:
+                cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
+                cursor.execute(_function_sql(conn, info, _log_table(cursor)))
+                fn = function_name(info.name)
+                cursor.execute(f"COMMENT ON FUNCTION {fn}() IS %s", [_fingerprint(info)])
+                table = _quote(conn, info.name)
+                for suffix, op, referencing in _OPS:
+                    cursor.execute(f"DROP TRIGGER IF EXISTS freshcache_log_{suffix} ON {table}")
+                    level = "FOR EACH STATEMENT"
+                    cursor.execute(
+                        f"CREATE TRIGGER freshcache_log_{suffix} AFTER {op} ON {table} "
+                        f"{referencing} {level} EXECUTE FUNCTION {fn}()"
+                    )
+        except Exception as exc:  # a lock timeout, a permission: report, go on
+            logger.warning("freshcache: could not install triggers on %s: %s", st.table, exc)
+    triggered_tables.cache_clear()
+    return status(using)
+
+
+def uninstall(using: str = "default") -> int:
+    """Drop every freshcache trigger and trigger function of ``using``; return how many tables."""
+    conn = connections[using]
+    if conn.vendor != "postgresql":
+        return 0
+    with transaction.atomic(using=using), conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = 'freshcache_log_upd' AND pg_table_is_visible(c.oid)"
+        )
+        tables = [row[0] for row in cursor.fetchall()]
+        for table in tables:
+            for suffix, _, _ in _OPS:
+                cursor.execute(
+                    f"DROP TRIGGER IF EXISTS freshcache_log_{suffix} ON {_quote(conn, table)}"
+                )
+            cursor.execute(f"DROP FUNCTION IF EXISTS {function_name(table)}()")
+    triggered_tables.cache_clear()
+    return len(tables)
+
+
+class _TriggeredTables:
+    """``triggered_tables(using)``: the tables whose writes the triggers log (cached)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def __call__(self, using: str) -> frozenset[str]:
+        found = self._cache.get(using)
+        if found is None:
+            conn = connections[using]
+            if conn.vendor != "postgresql":
+                found = frozenset()
+            else:
+                try:
+                    with conn.cursor() as cursor:
+                        found = frozenset(_installed(cursor))
+                except Exception:
+                    return frozenset()  # not cached: asked again next time
+            self._cache[using] = found
+        return found
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+
+
+triggered_tables = _TriggeredTables()

@@ -1,0 +1,136 @@
+"""``manage.py freshcache <command>``: freshcache's tools.
+
+* ``changefeed install|uninstall|status``: the PostgreSQL triggers that log writes from every
+  writer (``migrate`` installs them by itself; re-run ``install`` after changing models by hand).
+* ``relay``: apply the invalidation log to the stores in this process until stopped
+  (``--once``: until the log is empty), for deployments that want a dedicated relay.
+* ``log``: how many log rows wait, the oldest one's age, and the trigger state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connections
+
+
+class Command(BaseCommand):
+    help = "freshcache tools: changefeed install|uninstall|status, relay, log."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+        feed = sub.add_parser("changefeed", help="PostgreSQL triggers feeding the log")
+        feed.add_argument("action", choices=["install", "uninstall", "status"])
+        feed.add_argument("--json", action="store_true", help="print JSON")
+        relay = sub.add_parser("relay", help="apply the invalidation log to the stores")
+        relay.add_argument("--once", action="store_true", help="drain the log once and exit")
+        log = sub.add_parser("log", help="the invalidation log's backlog")
+        log.add_argument("--json", action="store_true", help="print JSON")
+        for p in (feed, relay, log):
+            p.add_argument("--database", default=None, help="the log database alias")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from ...conf import get_settings
+
+        using = options["database"] or get_settings().log_database
+        if using is None:
+            raise CommandError("FRESHCACHE['LOG_DATABASE'] is None: the invalidation log is off")
+        if using not in connections:
+            raise CommandError(f"no database {using!r} in DATABASES")
+        try:
+            getattr(self, "_" + options["command"])(using, options)
+        except DatabaseError as exc:
+            raise CommandError(f"database {using!r}: {exc}") from exc
+
+    def _changefeed(self, using: str, options: dict[str, Any]) -> None:
+        from ...log import reset, triggers
+
+        action = options["action"]
+        if connections[using].vendor != "postgresql":
+            raise CommandError(
+                f"database {using!r} is {connections[using].vendor}: triggers need PostgreSQL; "
+                "freshcache logs the writes made through Django there (see docs/outside-writes.md)"
+            )
+        if action == "uninstall":
+            n = triggers.uninstall(using)
+            reset()
+            self.stdout.write(f"removed the triggers of {n} table(s)")
+            return
+        states = triggers.install(using) if action == "install" else triggers.status(using)
+        reset()
+        if options["json"]:
+            self.stdout.write(
+                json.dumps([{"table": s.table, "state": s.state, "columns": s.columns}
+                            for s in states], indent=2)
+            )
+            return
+        width = max((len(s.table) for s in states), default=5)
+        for s in states:
+            style = self.style.SUCCESS if s.state == "ok" else self.style.WARNING
+            cols = ", ".join(s.columns)
+            self.stdout.write(f"{s.table:<{width}}  {style(s.state):<10}  {cols}")
+        bad = sum(1 for s in states if s.state in ("missing", "outdated"))
+        if bad:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"{bad} table(s) without current triggers: run "
+                    "`manage.py freshcache changefeed install`"
+                )
+            )
+        elif action == "install":
+            self.stdout.write(self.style.SUCCESS(f"triggers installed on {len(states)} table(s)"))
+
+    def _relay(self, using: str, options: dict[str, Any]) -> None:
+        from ...log import is_active
+        from ...log.relay import Relay, drain
+
+        if not is_active(using):
+            raise CommandError(
+                f"the invalidation log is not active on {using!r} (run `manage.py migrate`; "
+                "on SQLite a shared store must be configured)"
+            )
+        if options["once"]:
+            rows, bumped, _ = drain(using)
+            self.stdout.write(f"{rows} log row(s) read, {bumped} applied")
+            return
+        relay = Relay()
+        signal.signal(signal.SIGTERM, lambda *a: relay._stop.set())
+        self.stdout.write(f"relaying the invalidation log of {using!r}; Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            relay.run(using)
+        self.stdout.write(f"stopped after {relay.drains} drain(s), {relay.rows_applied} applied")
+
+    def _log(self, using: str, options: dict[str, Any]) -> None:
+        from ...log import ready, triggers
+        from ...log.relay import get_relay
+
+        if not ready(using):
+            raise CommandError(f"no freshcache_log table on {using!r}: run `manage.py migrate`")
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT count(*), min(created) FROM freshcache_log")
+            count, oldest = cursor.fetchone()
+        age = None
+        if oldest is not None and hasattr(oldest, "timestamp"):
+            age = round(max(0.0, time.time() - oldest.timestamp()), 3)
+        states = triggers.status(using)
+        missing = [s.table for s in states if s.state in ("missing", "outdated")]
+        relay = get_relay()
+        report = {
+            "database": using,
+            "waiting": int(count),
+            "oldest_seconds": age,
+            "triggers": "n/a" if connections[using].vendor != "postgresql" else (
+                "ok" if not missing else f"missing on {', '.join(missing)}"
+            ),
+            "relay_error": relay.last_error,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+            return
+        for key, value in report.items():
+            self.stdout.write(f"{key:<15} {value}")
