@@ -194,42 +194,76 @@ def clear_notices(conn: Any) -> None:
 
 def decode(row: dict[str, Any], using: str) -> set[str]:
     """The tags of one log row. A row that cannot be understood invalidates more, never less:
-    its table's wildcards, or every tracked table's when even the table is unknown."""
+    its table's wildcards, or every tracked table's when even the table is unknown. Never
+    raises: a row that made the relay fail would block every later row behind it."""
     from ..capture.tables import registry, unknown_table_tag
-    from ..capture.writes import row_tags
 
     reg = registry()
     source = row.get("source")
     if source == "django":
         return {t for t in str(row.get("tags") or "").split("\n") if t}
     table = row.get("tbl") or ""
-    info = reg.tables.get(table)
-    if source != "trigger" or not table:
-        logger.warning("freshcache: log row %s is not understood; invalidating every table", row)
+    info = reg.tables.get(table) if isinstance(table, str) else None
+    if source != "trigger" or not table or not isinstance(table, str):
+        logger.warning(
+            "freshcache: log row %s (source %r, table %r) is not understood; invalidating "
+            "every table",
+            row.get("id"),
+            source,
+            table,
+        )
         return _everything(reg, using)
     if info is None:
         return set() if table in reg.excluded else {unknown_table_tag(table, using)}
     try:
-        columns = [c for c in str(row.get("columns") or "").split(",") if c]
-        old, new = row.get("old"), row.get("new")
-        if isinstance(old, str | bytes):
-            import json
-
-            old, new = json.loads(old), (json.loads(new) if new is not None else None)
-        if old is None or new is None:
-            return info.all_wildcards(using)
-        tags = {info.table_tag(using)}
-        rows = [tuple(r) for r in (*old, *new)]
-        if any(len(r) != len(columns) for r in rows):
-            raise ValueError("row width does not match its columns")
-        tags |= row_tags(info, using, columns, rows)
-        # A keyed column the trigger did not record (installed before the column was keyed):
-        # its readers are reached through the wildcard.
-        tags |= {info.wildcard(c, using) for c in info.keyed if c not in columns}
-        return tags
-    except (TypeError, ValueError) as exc:
+        return _trigger_tags(row, info, using)
+    except Exception as exc:  # a malformed row (hand-written, or from a future version)
         logger.warning("freshcache: log row %s of %s is malformed (%s)", row.get("id"), table, exc)
         return info.all_wildcards(using)
+
+
+#: The operations a trigger logs; a row naming another one is not understood.
+_OPS = frozenset({"INSERT", "UPDATE", "DELETE", "TRUNCATE"})
+
+
+def _trigger_tags(row: dict[str, Any], info: Any, using: str) -> set[str]:
+    """The tags of a well-formed trigger row; raises ``ValueError`` on any other shape."""
+    from ..capture.writes import row_tags
+
+    op = row.get("op")
+    if op not in _OPS:
+        raise ValueError(f"unknown operation {op!r}")
+    columns = [c for c in str(row.get("columns") or "").split(",") if c]
+    old, new = _json(row.get("old")), _json(row.get("new"))
+    if op == "TRUNCATE" or old is None or new is None:
+        return set(info.all_wildcards(using))  # the rows are not known
+    rows: list[tuple[Any, ...]] = []
+    for side in (old, new):
+        if not isinstance(side, list):
+            raise ValueError("old and new must be JSON arrays of rows")
+        for r in side:
+            # Each row is an array of scalars, one per recorded column (a keyed column is an
+            # integer, a string, a UUID or a boolean: JSON numbers, strings and booleans).
+            if not isinstance(r, list) or len(r) != len(columns):
+                raise ValueError("a row is not an array as wide as its columns")
+            if not all(v is None or isinstance(v, str | int) for v in r):
+                raise ValueError("a value is not a string, an integer or a boolean")
+            rows.append(tuple(r))
+    tags = {info.table_tag(using)}
+    tags |= row_tags(info, using, columns, rows)
+    # A keyed column the trigger did not record (installed before the column was keyed):
+    # its readers are reached through the wildcard.
+    tags |= {info.wildcard(c, using) for c in info.keyed if c not in columns}
+    return tags
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as Python: Django's cursor returns it as text, psycopg's as values."""
+    if isinstance(value, str | bytes | bytearray):
+        import json
+
+        return json.loads(value)
+    return value
 
 
 def _everything(reg: Any, using: str) -> set[str]:

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import ProgrammingError, connections, transaction
 
 from ..capture.tables import TableInfo, registry
 
@@ -34,7 +34,7 @@ logger = logging.getLogger("freshcache")
 #: bumped instead), like the ORM capture's own limit.
 MAX_ROWS = 1000
 #: Bumped when the trigger body changes: ``status`` then reports installed triggers as outdated.
-VERSION = 1
+VERSION = 2
 _OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
         ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
@@ -43,7 +43,9 @@ _OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
 
 @dataclass(frozen=True)
 class TableStatus:
-    """One tracked table: ``state`` is ``ok``, ``missing``, ``outdated`` or ``not a table``."""
+    """One tracked table: ``state`` is ``ok``, ``missing`` (some or all of its four triggers are
+    absent or disabled), ``outdated`` (installed for other keyed or volatile columns, or by an
+    older freshcache), ``not a table`` (a view) or ``no table`` (not migrated)."""
 
     table: str
     state: str
@@ -52,6 +54,11 @@ class TableStatus:
 
 def _quote(conn: Any, name: str) -> str:
     return str(conn.ops.quote_name(name))
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (column names may contain quotes)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def function_name(table: str) -> str:
@@ -74,22 +81,28 @@ def _function_sql(conn: Any, info: TableInfo, log_table: str) -> str:
     q = lambda c: "r." + _quote(conn, c)  # noqa: E731
     values = f"jsonb_build_array({', '.join(q(c) for c in cols)})" if cols else "'[]'::jsonb"
 
-    def agg(side: str) -> str:
+    def agg(side: str, n: str, out: str) -> str:
+        # Count first: past MAX_ROWS the values are not wanted, and building a JSON array of
+        # every row only to throw it away doubled the cost of a 10,000-row UPDATE.
         return (
-            f"SELECT count(*), CASE WHEN count(*) <= {MAX_ROWS} "
-            f"THEN coalesce(jsonb_agg({values}), '[]'::jsonb) END FROM {side} r"
+            f"SELECT count(*) INTO {n} FROM {side};\n"
+            f"      IF {n} <= {MAX_ROWS} THEN\n"
+            f"        SELECT coalesce(jsonb_agg({values}), '[]'::jsonb) INTO {out} FROM {side} r;\n"
+            f"      ELSE\n"
+            f"        {out} := NULL;\n"
+            f"      END IF;"
         )
 
     volatile = ""
     if info.volatile:
-        drop = "ARRAY[" + ", ".join(f"'{c}'" for c in sorted(info.volatile)) + "]::text[]"
+        drop = "ARRAY[" + ", ".join(_literal(c) for c in sorted(info.volatile)) + "]::text[]"
         volatile = f"""
     IF TG_OP = 'UPDATE' AND NOT EXISTS (
         SELECT to_jsonb(r) - {drop} FROM new_rows r
         EXCEPT ALL SELECT to_jsonb(r) - {drop} FROM old_rows r) THEN
       RETURN NULL;  -- only volatile columns changed
     END IF;"""
-    columns = ",".join(cols)
+    columns = _literal(",".join(cols))
     return f"""
 CREATE OR REPLACE FUNCTION {function_name(info.name)}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fc$
@@ -100,22 +113,25 @@ DECLARE
   nw jsonb := '[]'::jsonb;
   lid bigint;
 BEGIN
+  IF to_regclass({_literal(log_table)}) IS NULL THEN
+    RETURN NULL;  -- the log was dropped (migrated backwards): never make the write fail
+  END IF;
   IF TG_OP = 'TRUNCATE' THEN
     o := NULL;
     nw := NULL;
   ELSE
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-      {agg("old_rows")} INTO n_old, o;
+      {agg("old_rows", "n_old", "o")}
     END IF;
     IF TG_OP IN ('UPDATE', 'INSERT') THEN
-      {agg("new_rows")} INTO n_new, nw;
+      {agg("new_rows", "n_new", "nw")}
     END IF;
     IF n_old = 0 AND n_new = 0 THEN
       RETURN NULL;
     END IF;{volatile}
   END IF;
   INSERT INTO {log_table} (created, source, tbl, op, columns, old, new, tags)
-  VALUES (now(), 'trigger', TG_TABLE_NAME, TG_OP, '{columns}', o, nw, '')
+  VALUES (now(), 'trigger', TG_TABLE_NAME, TG_OP, {columns}, o, nw, '')
   RETURNING id INTO lid;
   PERFORM pg_notify('freshcache', '');
   IF pg_trigger_depth() = 1 AND current_setting('freshcache.notice', true) = 'on' THEN
@@ -140,13 +156,21 @@ def _relkinds(cursor: Any, tables: list[str]) -> dict[str, str]:
     return {name: kind for name, kind in cursor.fetchall()}
 
 
+_NAMES = [f"freshcache_log_{suffix}" for suffix, _, _ in _OPS]
+
+
 def _installed(cursor: Any) -> dict[str, str]:
-    """table -> the fingerprint comment on its trigger function, for every installed trigger."""
+    """table -> the fingerprint comment on its trigger function, for every table with all four
+    triggers installed and enabled, calling one function. A table with only some of them (one
+    dropped or disabled by hand, ``ENABLE REPLICA``) is left out: its writes are not all logged,
+    so the ORM must not count on them, and ``status`` reports it missing."""
     cursor.execute(
-        "SELECT c.relname, coalesce(obj_description(p.oid, 'pg_proc'), '') "
+        "SELECT c.relname, min(coalesce(obj_description(t.tgfoid, 'pg_proc'), '')) "
         "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_proc p ON p.oid = t.tgfoid "
-        "WHERE t.tgname = 'freshcache_log_upd' AND pg_table_is_visible(c.oid)"
+        "WHERE t.tgname = ANY(%s) AND t.tgenabled IN ('O', 'A') AND pg_table_is_visible(c.oid) "
+        "GROUP BY c.relname "
+        "HAVING count(DISTINCT t.tgname) = %s AND count(DISTINCT t.tgfoid) = 1",
+        [_NAMES, len(_NAMES)],
     )
     return dict(cursor.fetchall())
 
@@ -193,6 +217,15 @@ def install(using: str = "default", *, lock_timeout: str = "5s") -> list[TableSt
             f"database {using!r} is {conn.vendor}: triggers exist for PostgreSQL only; "
             "on other databases freshcache logs the writes made through Django"
         )
+    with conn.cursor() as cursor:
+        log_table = _log_table(cursor)
+        cursor.execute("SELECT to_regclass(%s)", [log_table])
+        if cursor.fetchone()[0] is None:
+            # Triggers writing to a missing table would make every write fail.
+            raise ProgrammingError(
+                f"the invalidation log table {log_table} does not exist on database "
+                f"{using!r}: run `manage.py migrate` first"
+            )
     for st in status(using):
         if st.state not in ("missing", "outdated"):
             continue
@@ -200,7 +233,7 @@ def install(using: str = "default", *, lock_timeout: str = "5s") -> list[TableSt
         try:
             with transaction.atomic(using=using), conn.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{lock_timeout}'")
-                cursor.execute(_function_sql(conn, info, _log_table(cursor)))
+                cursor.execute(_function_sql(conn, info, log_table))
                 fn = function_name(info.name)
                 cursor.execute(f"COMMENT ON FUNCTION {fn}() IS %s", [_fingerprint(info)])
                 table = _quote(conn, info.name)
@@ -224,8 +257,9 @@ def uninstall(using: str = "default") -> int:
         return 0
     with transaction.atomic(using=using), conn.cursor() as cursor:
         cursor.execute(
-            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "WHERE t.tgname = 'freshcache_log_upd' AND pg_table_is_visible(c.oid)"
+            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = ANY(%s) AND pg_table_is_visible(c.oid)",
+            [_NAMES],
         )
         tables = [row[0] for row in cursor.fetchall()]
         for table in tables:
