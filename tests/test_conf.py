@@ -37,6 +37,10 @@ def test_defaults_are_pinned() -> None:
         "MAX_QUERY_LENGTH": 2048,
         "NEVER_CACHE_PATHS": (),
         "CACHE_STATUSES": (200,),
+        "LOG_DATABASE": "default",
+        "RELAY": True,
+        "RELAY_POLL_SECONDS": 1.0,
+        "INSTALL_TRIGGERS": True,
     }
 
 
@@ -59,6 +63,10 @@ def test_absent_or_empty_settings_give_the_defaults(raw: Any) -> None:
         max_query_length=2048,
         never_cache_paths=(),
         cache_statuses=(200,),
+        log_database="default",
+        relay=True,
+        relay_poll_seconds=1.0,
+        install_triggers=True,
     )
 
 
@@ -78,8 +86,9 @@ def test_unknown_key_lists_the_known_keys() -> None:
     assert str(info.value) == (
         "Unknown FRESHCACHE setting(s) ['STOER']; known settings: BREAKER_SECONDS, "
         "BROWSER_CACHE_CONTROL, CACHE_STATUSES, CONNECT_TIMEOUT, ENABLED, EXCLUDE, HEADER, "
-        "KEY_PREFIX, MAX_QUERY_LENGTH, MAX_QUERY_PARAMS, NEVER_CACHE_PATHS, PREDICATE_FIELDS, "
-        "SOCKET_TIMEOUT, STORE, STORES, TIMEOUT, VOLATILE_FIELDS"
+        "INSTALL_TRIGGERS, KEY_PREFIX, LOG_DATABASE, MAX_QUERY_LENGTH, MAX_QUERY_PARAMS, "
+        "NEVER_CACHE_PATHS, PREDICATE_FIELDS, RELAY, RELAY_POLL_SECONDS, SOCKET_TIMEOUT, "
+        "STORE, STORES, TIMEOUT, VOLATILE_FIELDS"
     )
 
 
@@ -105,6 +114,20 @@ def test_unknown_key_lists_the_known_keys() -> None:
         (
             {"CACHE_STATUSES": 200},
             "FRESHCACHE['CACHE_STATUSES'] must be a list or tuple, not 200",
+        ),
+        (
+            {"LOG_DATABASE": "replica"},
+            "FRESHCACHE['LOG_DATABASE'] must name a database alias from DATABASES (default) "
+            "or be None, not 'replica'",
+        ),
+        ({"RELAY": "False"}, "FRESHCACHE['RELAY'] must be True or False, not 'False'"),
+        (
+            {"RELAY_POLL_SECONDS": 0},
+            "FRESHCACHE['RELAY_POLL_SECONDS'] must be a positive number, not 0",
+        ),
+        (
+            {"INSTALL_TRIGGERS": 1},
+            "FRESHCACHE['INSTALL_TRIGGERS'] must be True or False, not 1",
         ),
     ],
 )

@@ -48,6 +48,9 @@ logger = logging.getLogger("freshcache")
 
 T = TypeVar("T")
 
+#: The bypass reason while this process's relay has log rows it could not apply yet.
+LOG_NOT_APPLIED = "invalidation log not yet applied"
+
 #: Bumped whenever the payload layout changes: older payloads then read as misses.
 FORMAT = b"fc1"
 _MAC_SIZE = 32
@@ -178,7 +181,7 @@ class _Plan:
         if in_dirty_transaction():
             return "transaction has written"
         if get_relay().blocks_reads(wait=wait):
-            return "invalidation log not yet applied"
+            return LOG_NOT_APPLIED
         return None
 
     def lookup(self) -> Hit | Snapshot | str:
@@ -294,6 +297,10 @@ async def afetch(
         return sync_to_async(fn, thread_sensitive=plan.store.thread_sensitive)
 
     reason = plan.bypass_reason(wait=False)
+    if reason == LOG_NOT_APPLIED:
+        # The relay just started (or waits for a store): wait for its first drain off the loop.
+        await sync_to_async(get_relay().wait_first_drain, thread_sensitive=False)()
+        reason = plan.bypass_reason(wait=False)
     looked: Hit | Snapshot | str = reason if reason is not None else await off_loop(plan.lookup)()
     if isinstance(looked, Hit):
         ok, value = plan.decode(looked)

@@ -17,6 +17,7 @@ depends on one process staying alive or one store staying reachable.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
@@ -58,23 +59,27 @@ def is_active(using: str) -> bool:
     return any(store.shared for store in all_stores())
 
 
-_ready: dict[str, bool] = {}
+_ready: dict[str, tuple[bool, float]] = {}
+#: A missing log table is looked for again after this long (seconds): processes started before
+#: ``migrate`` created it start logging without a restart.
+RECHECK_SECONDS = 30.0
 
 
 def ready(using: str) -> bool:
-    """True once the log table exists on ``using`` (checked once per process; ``migrate``
-    resets it)."""
+    """True once the log table exists on ``using`` (checked once per process; a negative answer
+    is checked again after :data:`RECHECK_SECONDS`; ``migrate`` resets it)."""
     found = _ready.get(using)
-    if found is None:
-        try:
-            from ..capture.patch import _internal
+    if found is not None and (found[0] or time.monotonic() < found[1]):
+        return found[0]
+    try:
+        from ..capture.patch import _internal
 
-            conn = connections[using]
-            found = _internal(lambda: "freshcache_log" in conn.introspection.table_names())
-        except Exception:
-            return False
-        _ready[using] = found
-    return found
+        conn = connections[using]
+        exists = bool(_internal(lambda: "freshcache_log" in conn.introspection.table_names()))
+    except Exception:
+        return False
+    _ready[using] = (exists, time.monotonic() + RECHECK_SECONDS)
+    return exists
 
 
 def reset() -> None:
@@ -132,12 +137,20 @@ def prepare_notices(conn: Any) -> None:
 
     Once per database connection, before its first write (reads never pay for it). Only
     psycopg 3 is supported; elsewhere no ids are learned and relays bump those rows a second
-    time (extra misses, never a lost invalidation).
+    time (extra misses, never a lost invalidation). A ``SET`` made inside a transaction that
+    rolls back is undone: that connection then learns no ids until it is closed (again only
+    extra misses).
     """
-    raw = getattr(conn, "connection", None)
-    if raw is None or getattr(raw, _NOTICE_READY, False):
+    if conn.vendor != "postgresql":
         return
-    if conn.vendor != "postgresql" or not hasattr(raw, "add_notice_handler"):
+    raw = getattr(conn, "connection", None)
+    if raw is None:
+        try:
+            conn.ensure_connection()
+        except DatabaseError:
+            return
+        raw = conn.connection
+    if raw is None or getattr(raw, _NOTICE_READY, False) or not hasattr(raw, "add_notice_handler"):
         return
     notices: list[str] = []
 

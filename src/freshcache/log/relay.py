@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
 from ..conf import get_settings
@@ -41,6 +42,10 @@ logger = logging.getLogger("freshcache.relay")
 BATCH = 500
 #: While rows wait that could not be applied, a drain is retried this often (seconds).
 RETRY_SECONDS = 0.05
+#: After a NOTIFY, the relay waits this long before it drains (seconds): see ``Relay._wait``.
+NOTIFY_DEBOUNCE = 0.01
+#: How long "the log is off here" is believed before it is checked again (seconds).
+OFF_RECHECK_SECONDS = 5.0
 #: How long the first use of the cache waits for the relay's first drain (seconds).
 FIRST_DRAIN_WAIT = 2.0
 
@@ -101,8 +106,15 @@ def drain(using: str, *, limit: int = BATCH) -> tuple[int, int, float | None]:
 
 def _delete(conn: Any, ids: list[int]) -> None:
     marks = ", ".join(["%s"] * len(ids))
+    sql = f"DELETE FROM freshcache_log WHERE id IN ({marks})"
+    if conn.vendor == "postgresql":
+        # Rows another relay is deleting right now are left to it: no relay waits for another.
+        sql = (
+            "DELETE FROM freshcache_log WHERE id IN (SELECT id FROM freshcache_log "
+            f"WHERE id IN ({marks}) FOR UPDATE SKIP LOCKED)"
+        )
     with conn.cursor() as cursor:
-        _internal(lambda: cursor.execute(f"DELETE FROM freshcache_log WHERE id IN ({marks})", ids))
+        _internal(lambda: cursor.execute(sql, ids))
 
 
 class Relay:
@@ -133,13 +145,18 @@ class Relay:
         rows wait that could not be applied). Starts the relay on first use, and then waits
         up to :data:`FIRST_DRAIN_WAIT` for its first drain unless ``wait`` is false."""
         if self._thread is None:
-            if self._off is not None and self._off is get_settings():
+            off = self._off
+            if off is not None and off[0] is get_settings() and time.monotonic() < off[1]:
                 return False
             if not self._start():
                 return False
             if wait:
                 self._caught_up.wait(FIRST_DRAIN_WAIT)
         return self.pending or not self._caught_up.is_set()
+
+    def wait_first_drain(self, timeout: float = FIRST_DRAIN_WAIT) -> bool:
+        """Wait until the first drain has completed (for callers that could not wait inline)."""
+        return self._thread is None or self._caught_up.wait(timeout)
 
     def note_failed_bump(self) -> None:
         """A bump of this process failed: its log row waits; read nothing until it is applied."""
@@ -155,7 +172,7 @@ class Relay:
         settings = get_settings()
         using = settings.log_database
         if not settings.relay or using is None or not is_active(using):
-            self._off = settings
+            self._off = (settings, time.monotonic() + OFF_RECHECK_SECONDS)
             return False
         with self._lock:
             if self._thread is None:
@@ -169,8 +186,12 @@ class Relay:
 
     def settings_changed(self) -> None:
         """Stop the thread if the log database or ``RELAY`` changed (it reads the rest live)."""
-        settings = get_settings()
         self._off = None
+        try:
+            settings = get_settings()
+        except ImproperlyConfigured:  # reported by the system checks; stop relaying meanwhile
+            self.stop()
+            return
         if self._thread is not None and (
             not settings.relay or settings.log_database != self._using
         ):
@@ -256,6 +277,9 @@ class Relay:
                 self.listening = False
                 return _close(listener)
             if got:
+                # Let the writer's own post-commit bump mark its rows first (it runs right after
+                # COMMIT): the drain then only checks marks instead of bumping and locking.
+                self._stop.wait(NOTIFY_DEBOUNCE)
                 break
         return listener
 

@@ -212,14 +212,17 @@ class DatabaseStore(Store):
 
         def run(cursor: Any) -> int:
             done = set(self._versions(cursor, [_mark(m) for m, _ in batch]))
-            applied = 0
-            for mark, tags in batch:
-                if _mark(mark) in done:
-                    continue
-                ordered = sorted(set(tags) | {_mark(mark)})
-                self._upsert_tags(cursor, ordered, self._next(cursor) << SHIFT, replace=True)
-                applied += 1
-            return applied
+            todo = [(m, tags) for m, tags in batch if _mark(m) not in done]
+            if not todo:
+                return 0
+            # One sequence step and one sorted upsert for the whole batch: transactions that
+            # lock tag rows always do it in one order, so they cannot deadlock.
+            names: set[str] = set()
+            for mark, tags in todo:
+                names.update(tags)
+                names.add(_mark(mark))
+            self._upsert_tags(cursor, sorted(names), self._next(cursor) << SHIFT, replace=True)
+            return len(todo)
 
         # One transaction: a row's mark is recorded with its bump or not at all.
         try:
