@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.db import ProgrammingError, connection, transaction
 from django.test import override_settings
 
-from blog.models import Comment, Post
+from blog.models import Author, Comment, Post
 from freshcache.capture.tables import registry
 from freshcache.log import relay, triggers
 from freshcache.log.triggers import MAX_ROWS
@@ -169,6 +169,26 @@ def test_outdated_when_volatile_fields_change(
         assert decoded(log_rows()) == {
             "blog.post", "blog.post:7", "blog.post?author_id=1", "blog.post?slug=seven",
         }  # fmt: skip
+
+
+def test_a_table_with_volatile_columns_logs_every_operation(
+    outside: psycopg.Connection[Any], restore_triggers: None
+) -> None:
+    """Its trigger compares old and new rows on UPDATE only: INSERT, DELETE and TRUNCATE, which
+    have one transition table or none, are written and logged like on any table."""
+    seed(outside)
+    with override_settings(FRESHCACHE={"VOLATILE_FIELDS": ["blog.Post.view_count"]}):
+        triggers.install()
+        outside.execute(
+            "INSERT INTO blog_post (id, author_id, title, slug, body, published_at, view_count) "
+            "VALUES (9, 1, 'Nine', 'nine', '', now(), 0)"
+        )
+        outside.execute("DELETE FROM blog_post WHERE id = 9")
+        outside.execute("TRUNCATE blog_post CASCADE")
+        ops = [(r["tbl"], r["op"]) for r in log_rows() if r["tbl"] == "blog_post"]
+        assert ops == [("blog_post", "INSERT"), ("blog_post", "DELETE"), ("blog_post", "TRUNCATE")]
+        author = Author.objects.create(name="Cy", slug="cy")
+        Post.objects.create(author=author, title="t", slug="t", body="")  # the ORM's too
 
 
 def test_uninstall_removes_every_trigger_and_function(

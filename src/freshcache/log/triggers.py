@@ -34,7 +34,7 @@ logger = logging.getLogger("freshcache")
 #: bumped instead), like the ORM capture's own limit.
 MAX_ROWS = 1000
 #: Bumped when the trigger body changes: ``status`` then reports installed triggers as outdated.
-VERSION = 2
+VERSION = 3
 _OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
         ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
@@ -96,11 +96,16 @@ def _function_sql(conn: Any, info: TableInfo, log_table: str) -> str:
     volatile = ""
     if info.volatile:
         drop = "ARRAY[" + ", ".join(_literal(c) for c in sorted(info.volatile)) + "]::text[]"
+        # Nested, not ``TG_OP = 'UPDATE' AND NOT EXISTS (...)``: PL/pgSQL evaluates the whole
+        # condition, and an INSERT or DELETE trigger has no old_rows or new_rows to read (the
+        # write then failed with "relation old_rows does not exist").
         volatile = f"""
-    IF TG_OP = 'UPDATE' AND NOT EXISTS (
-        SELECT to_jsonb(r) - {drop} FROM new_rows r
-        EXCEPT ALL SELECT to_jsonb(r) - {drop} FROM old_rows r) THEN
-      RETURN NULL;  -- only volatile columns changed
+    IF TG_OP = 'UPDATE' THEN
+      IF NOT EXISTS (
+          SELECT to_jsonb(r) - {drop} FROM new_rows r
+          EXCEPT ALL SELECT to_jsonb(r) - {drop} FROM old_rows r) THEN
+        RETURN NULL;  -- only volatile columns changed
+      END IF;
     END IF;"""
     columns = _literal(",".join(cols))
     return f"""
