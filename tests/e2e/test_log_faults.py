@@ -36,34 +36,10 @@ from tests.helpers import RedisServer
 from .client import form_fields, get
 from .conftest import DB_NAME, PG, Blog, _pg_connect, free_port, manage, start_server
 
-
-def _insert_trigger_bug() -> bool:
-    """True while the log trigger's volatile-column test breaks every INSERT (see the xfail).
-
-    The trigger function is shared by the INSERT, UPDATE and DELETE triggers of a table, and
-    PL/pgSQL plans ``IF TG_OP = 'UPDATE' AND NOT EXISTS (... FROM old_rows ...)`` as one
-    expression: on an INSERT, which has no ``old_rows`` transition table, it raises
-    ``relation "old_rows" does not exist``, so every INSERT into a table with a volatile field
-    (``blog_post``: ``seed_blog``, the admin) fails and the e2e database cannot be seeded.
-    """
-    import inspect
-
-    from freshcache.log import triggers
-
-    return "IF TG_OP = 'UPDATE' AND NOT EXISTS" in inspect.getsource(triggers._function_sql)
-
-
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.slow,
-    pytest.mark.xfail(
-        _insert_trigger_bug(),
-        strict=True,
-        reason="freshcache bug: the log trigger of a table with VOLATILE_FIELDS fails every "
-        'INSERT (relation "old_rows" does not exist), so seed_blog fails: '
-        "src/freshcache/log/triggers.py _function_sql",
-    ),
 ]
 
 #: The store's defaults, spelled out so the scenarios do not move when a default does.
