@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.core.checks import Error, Warning, run_checks
+from django.core.checks import Error, Info, Warning, run_checks
 from django.test import override_settings
 
 from freshcache.checks import check_settings
@@ -197,3 +198,178 @@ def test_unreachable_redis_never_raises_at_import_or_first_use(refused_url: str)
 
         assert answer() == 42
         assert freshcache.stats()["store_errors"] >= 1
+
+
+# -- the invalidation log: freshcache.W003, W004, I001 -----------------------------------------
+
+TRIGGERS_HINT = (
+    "Writes made outside Django to these tables (psql, other services, cascades and triggers in "
+    "SQL) may not be invalidated. Run `manage.py freshcache changefeed install`."
+)
+LOG_TABLE_HINT = (
+    "Its migration is recorded as applied: the table was dropped, the migration faked, or "
+    "freshcache's models are routed away from LOG_DATABASE. Until it exists, an invalidation "
+    "that cannot reach a store may be lost, and writes made outside Django are not seen. To "
+    "create it: `manage.py migrate freshcache 0001 --fake`, then `manage.py migrate freshcache`."
+)
+NO_TRIGGERS_HINT = (
+    "freshcache logs the writes made through Django only. After another program writes (a "
+    "database shell, a script, another service), invalidate what it changed with "
+    "freshcache.invalidate() from Django. Log triggers need PostgreSQL: see "
+    "docs/outside-writes.md."
+)
+
+
+def sql(statement: str) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+@pytest.fixture
+def put_triggers_back(transactional_db: None) -> Iterator[None]:
+    yield
+    from freshcache.log import reset, triggers
+
+    triggers.install()
+    reset()
+
+
+@pytest.mark.postgres
+def test_log_checks_are_clean_once_migrated(transactional_db: None) -> None:
+    """``migrate`` created the log table and installed the triggers of the test database."""
+    assert checks(STORE="database://") == []
+
+
+@pytest.mark.postgres
+def test_w003_missing_and_outdated_triggers_are_named(put_triggers_back: None) -> None:
+    sql("DROP TRIGGER freshcache_log_ins ON blog_tag")
+    expected = [
+        Warning(
+            "Log triggers are missing or outdated on 2 tracked table(s) of database 'default': "
+            "blog_comment (outdated), blog_tag (missing).",
+            hint=TRIGGERS_HINT,
+            id="freshcache.W003",
+        )
+    ]
+    # blog_comment's trigger records (id, post_id); these settings key author_name too.
+    settings = {"STORE": "database://", "PREDICATE_FIELDS": ["blog.Comment.author_name"]}
+    assert checks(**settings) == expected
+    with override_settings(FRESHCACHE=settings):
+        assert check_settings(databases=["default"]) == expected
+        assert check_settings(databases=[]) == []  # the database was not offered
+        assert [m.id for m in run_checks(tags=["freshcache"])] == ["freshcache.W003"]
+
+
+@pytest.mark.postgres
+def test_w004_log_table_missing(transactional_db: None) -> None:
+    sql("ALTER TABLE freshcache_log RENAME TO freshcache_log_away")
+    try:
+        assert checks(STORE="database://") == [
+            Warning(
+                "The invalidation log table freshcache_log does not exist in database "
+                "'default'.",
+                hint=LOG_TABLE_HINT,
+                id="freshcache.W004",
+            )
+        ]
+    finally:
+        sql("ALTER TABLE freshcache_log_away RENAME TO freshcache_log")
+
+
+@pytest.mark.postgres
+def test_nothing_is_reported_before_the_log_is_migrated(put_triggers_back: None) -> None:
+    """``migrate`` runs the checks before it migrates: no warning about what it will create."""
+    sql("ALTER TABLE freshcache_log RENAME TO freshcache_log_away")
+    sql("DELETE FROM django_migrations WHERE app = 'freshcache' AND name = '0002_log'")
+    from freshcache.log import triggers
+
+    triggers.uninstall()
+    try:
+        assert checks(STORE="database://") == []
+    finally:
+        sql("ALTER TABLE freshcache_log_away RENAME TO freshcache_log")
+        sql(
+            "INSERT INTO django_migrations (app, name, applied) "
+            "VALUES ('freshcache', '0002_log', now())"
+        )
+
+
+@pytest.fixture
+def sqlite_alias(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A SQLite database beside the suite's PostgreSQL one (nothing connects to it)."""
+    from django.conf import settings
+    from django.db import connections
+
+    monkeypatch.setitem(
+        settings.DATABASES, "lite", {**settings.DATABASES["default"],
+                                     "ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    )  # fmt: skip
+    yield "lite"
+    with contextlib.suppress(AttributeError):
+        del connections["lite"]
+
+
+def test_i001_log_without_triggers(sqlite_alias: str) -> None:
+    assert checks(STORE="database://", LOG_DATABASE=sqlite_alias) == [
+        Info(
+            "The invalidation log is in database 'lite' (sqlite), which has no log triggers: "
+            "writes made outside Django are not seen.",
+            hint=NO_TRIGGERS_HINT,
+            id="freshcache.I001",
+        )
+    ]
+    with override_settings(DEBUG=True):  # one process: W001's business, not this
+        assert checks(STORE="memory://", LOG_DATABASE=sqlite_alias) == []
+    assert checks(STORE="database://", LOG_DATABASE=None) == []  # no log
+
+
+@pytest.fixture
+def hung_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database alias whose server accepts connections and never answers."""
+    import socket
+
+    from django.conf import settings
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    monkeypatch.setitem(
+        settings.DATABASES, "hung", {**settings.DATABASES["default"], "HOST": "127.0.0.1",
+                                     "PORT": str(port), "NAME": "hung"}
+    )  # fmt: skip
+    yield "hung"
+    server.close()  # the check's thread, still connecting, gives up now
+
+
+@pytest.mark.postgres
+def test_log_checks_skip_a_hung_database_in_bounded_time(
+    hung_database: str, django_db_blocker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from freshcache import checks as module
+
+    monkeypatch.setattr(module, "DATABASE_CHECK_SECONDS", 0.5)
+    with django_db_blocker.unblock():
+        started = time.monotonic()
+        messages = checks(STORE="database://", LOG_DATABASE=hung_database)
+        elapsed = time.monotonic() - started
+    assert messages == []
+    assert 0.5 <= elapsed < 2
+
+
+@pytest.mark.postgres
+def test_log_checks_skip_a_refused_database_quickly(
+    django_db_blocker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.conf import settings
+
+    monkeypatch.setitem(
+        settings.DATABASES, "refused", {**settings.DATABASES["default"], "HOST": "127.0.0.1",
+                                        "PORT": str(free_port()), "NAME": "refused"}
+    )  # fmt: skip
+    with django_db_blocker.unblock():
+        started = time.monotonic()
+        assert checks(STORE="database://", LOG_DATABASE="refused") == []
+        assert time.monotonic() - started < 2
