@@ -277,9 +277,11 @@ class Relay:
                 self.listening = False
                 return _close(listener)
             if got:
-                # Let the writer's own post-commit bump mark its rows first (it runs right after
-                # COMMIT): the drain then only checks marks instead of bumping and locking.
-                self._stop.wait(NOTIFY_DEBOUNCE)
+                if all(n.payload == "django" for n in got):
+                    # Let the writer's own post-commit bump mark its rows first (it runs right
+                    # after COMMIT): the drain then only checks marks, without bumping and
+                    # locking. Writes from outside Django have no such bump: drained at once.
+                    self._stop.wait(NOTIFY_DEBOUNCE)
                 break
         return listener
 

@@ -37,7 +37,7 @@ logger = logging.getLogger("freshcache")
 #: bumped instead), like the ORM capture's own limit.
 MAX_ROWS = 1000
 #: Bumped when the trigger body changes: ``status`` then reports installed triggers as outdated.
-VERSION = 4
+VERSION = 5
 _OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
         ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
@@ -143,9 +143,13 @@ BEGIN
   INSERT INTO {log_table} (created, source, tbl, op, columns, old, new, tags)
   VALUES (now(), 'trigger', TG_TABLE_NAME, TG_OP, {columns}, o, nw, '')
   RETURNING id INTO lid;
-  PERFORM pg_notify('freshcache', '');
   IF pg_trigger_depth() = 1 AND current_setting('freshcache.notice', true) = 'on' THEN
+    -- A Django writer: its own bump follows the COMMIT (relays may let it go first).
+    PERFORM pg_notify('freshcache', 'django');
     RAISE NOTICE 'freshcache-log % %', lid, TG_TABLE_NAME;
+  ELSE
+    -- Nobody else will bump this row: relays apply it at once.
+    PERFORM pg_notify('freshcache', 'outside');
   END IF;
   RETURN NULL;
 END

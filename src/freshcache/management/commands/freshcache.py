@@ -73,7 +73,8 @@ class Command(BaseCommand):
         for s in states:
             style = self.style.SUCCESS if s.state == "ok" else self.style.WARNING
             cols = ", ".join(s.columns)
-            self.stdout.write(f"{s.table:<{width}}  {style(s.state):<10}  {cols}")
+            # Padded before colouring: the escape codes would count as width.
+            self.stdout.write(f"{s.table:<{width}}  {style(f'{s.state:<11}')} {cols}")
         bad = sum(1 for s in states if s.state in ("missing", "outdated"))
         if bad:
             self.stdout.write(
