@@ -295,6 +295,9 @@ def _listen(using: str) -> Any:
         import psycopg
     except ImportError:
         return None
+    version = tuple(int(p) for p in psycopg.__version__.split(".")[:2] if p.isdigit())
+    if version < (3, 2):  # notifies(timeout=...) came in psycopg 3.2: poll instead
+        return None
     try:
         params = conn.get_connection_params()
         params.pop("cursor_factory", None)
