@@ -13,6 +13,10 @@ invoked and when it returned:
   m2m       ``post.tags.add(tag)`` (tag named with the marker, created beforehand)
   raw       ``UPDATE blog_comment SET body = ...`` through ``connection.cursor()``
   delete    ``comment.delete()`` of a comment the writer created
+  outside   through a psycopg connection of its own, not Django's (as ``psql`` or a cron job in
+            another language would): one transaction that edits the body of one of the writer's
+            comments and inserts a new comment; only the database triggers and the relays of
+            the server's workers see it
 
 A read is stale if it started after a write returned and it lacks that write's new marker, or
 still shows a marker the write replaced or deleted (unless a later write that removes the
@@ -33,10 +37,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import PG_NAME, PYTHON, ROOT, django_env, log, psql, servers
+from bench.common import PG_NAME, PYTHON, ROOT, django_env, log, manage, psql, servers
 
-PATHS = ["form", "bulk", "admin", "update", "m2m", "raw", "delete"]
+PATHS = ["form", "bulk", "admin", "update", "m2m", "raw", "delete", "outside"]
 TARGET_POSTS = 4
+#: Seconds without writes before and after each outside write. Any write made through Django
+#: invalidates every post page (they share the tag cloud and post lists), so without a quiet
+#: time around it a lost outside invalidation would be hidden by the next ORM write.
+OUTSIDE_QUIET = (0.25, 0.4)
 READERS = 4
 MARKER = re.compile(rb"fcmk[0-9a-f]{6}x[0-9]{5}q")
 
@@ -87,6 +95,7 @@ class Writer:
         self.comments: dict[int, tuple[str, str]] = {}
         self.tags: list[Any] = []
         self.writes: list[dict[str, Any]] = []
+        self._outside: Any = None
         self.anon = requests.Session()
         self.anon.get(base + "/admin/login/", timeout=30)
         self.admin = requests.Session()
@@ -123,7 +132,43 @@ class Writer:
             return mine[-1] if mine else None
         if path == "raw":
             return mine[-2] if len(mine) >= 2 else None
+        if path == "outside":
+            return mine[-3] if len(mine) >= 3 else None
         return mine[0] if len(mine) >= 3 else None
+
+    def outside(self) -> Any:
+        """A psycopg connection of the writer's own, outside Django (autocommit)."""
+        if self._outside is None:
+            import psycopg
+            from django.db import connection
+
+            params = connection.get_connection_params()
+            for key in ("cursor_factory", "context", "prepare_threshold", "server_side_binding"):
+                params.pop(key, None)
+            self._outside = psycopg.connect(**params, autocommit=True)
+        return self._outside
+
+    def write_outside(self, slug: str, post: Any, new: str) -> tuple[list[str], list[str]]:
+        """Edit one of the writer's comments and insert one, in one transaction outside
+        Django; return the markers added and removed."""
+        conn = self.outside()
+        pk = self._comment_on(slug, "outside")
+        inserted = self.marker()
+        with conn.transaction():
+            if pk is not None:
+                conn.execute("UPDATE blog_comment SET body = %s WHERE id = %s",
+                             [f"outside {new}", pk])
+            (new_pk,) = conn.execute(
+                "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
+                "VALUES (%s, 'outside', %s, now(), true) RETURNING id",
+                [post.pk, f"outside {inserted}"],
+            ).fetchone()
+        removes = []
+        if pk is not None:
+            removes.append(self.comments[pk][1])
+            self.comments[pk] = (slug, new)
+        self.comments[int(new_pk)] = (slug, inserted)
+        return ([new] if pk is not None else []) + [inserted], removes
 
     def write(self, path: str, slug: str) -> dict[str, Any] | None:
         from django.db import connection
@@ -162,6 +207,9 @@ class Writer:
             if self.titles[slug]:
                 removes.append(self.titles[slug])
             self.titles[slug] = new
+        elif path == "outside":
+            adds, removes = self.write_outside(slug, post, new)
+            t_ack = time.monotonic_ns()
         elif path == "m2m":
             if not self.tags:
                 return None
@@ -227,11 +275,13 @@ def writer(variant: str, base: str, slugs: list[str], seconds: float, out: str) 
         path = PATHS[n % len(PATHS)]
         slug = slugs[(n // len(PATHS)) % len(slugs)]
         n += 1
+        if path == "outside":
+            time.sleep(OUTSIDE_QUIET[0])
         try:
             w.write(path, slug)
         except Exception as exc:  # report, keep going: one failed write is not a stale read
             errors.append(f"{path}: {type(exc).__name__}: {exc}")
-        time.sleep(0.03)
+        time.sleep(OUTSIDE_QUIET[1] if path == "outside" else 0.03)
     Path(out).write_text(json.dumps({"writes": w.writes, "errors": errors[:20],
                                      "error_count": len(errors)}))
 
@@ -294,12 +344,17 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
-def run_variant(variant: str, seconds: float, workdir: Path) -> dict[str, Any]:
+def run_variant(
+    variant: str, seconds: float, workdir: Path, *, relays: bool = True
+) -> dict[str, Any]:
+    """One checker run. ``relays=False`` is the control: no process applies the invalidation
+    log, so the outside writes must show up as stale reads (and only they)."""
     slugs = psql(f"SELECT slug FROM blog_post ORDER BY id LIMIT {TARGET_POSTS}", PG_NAME).split()
     procs: list[subprocess.Popen[bytes]] = []
-    env = django_env(variant)
+    extra = {} if relays else {"BENCH_FRESHCACHE": json.dumps({"RELAY": False})}
+    env = django_env(variant, **extra)
     me = [PYTHON, "-m", "bench.freshness"]
-    with servers([variant], env={"BENCH_HEADER": "1"}) as running:
+    with servers([variant], env={"BENCH_HEADER": "1", **extra}) as running:
         base = running[variant].url
         try:
             writes_out = workdir / f"{variant}-writes.json"
@@ -326,6 +381,8 @@ def run_variant(variant: str, seconds: float, workdir: Path) -> dict[str, Any]:
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+    if not relays:  # apply what the control left in the log, for whatever runs next
+        manage(variant, "freshcache", "relay", "--once")
     written = json.loads(writes_out.read_text())
     reads: list[list[Any]] = []
     for n in range(READERS):
@@ -338,7 +395,9 @@ def run_variant(variant: str, seconds: float, workdir: Path) -> dict[str, Any]:
     result["write_errors"] = written["error_count"]
     result["write_error_examples"] = written["errors"]
     result["seconds"] = seconds
-    log(f"freshness {variant}: {result['reads_checked']} reads checked, "
+    result["relays"] = relays
+    log(f"freshness {variant}{'' if relays else ' (relays off)'}: "
+        f"{result['reads_checked']} reads checked, "
         f"{result['stale_reads']} stale, {result['writes']} writes, "
         f"{result['hits']} hits, max staleness {result['max_staleness_ms']:.0f} ms")
     return result

@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
-    .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness]
+    .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
+                                                   writes,relay]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -69,7 +70,7 @@ def run_json(args: list[str], variant: str, timeout: float) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a short run (about 4 minutes)")
     parser.add_argument("--only", default="", help="comma-separated subset of the benchmarks")
     parser.add_argument("--no-seed", action="store_true", help="reuse the seeded bench database")
     args = parser.parse_args()
@@ -140,6 +141,26 @@ def main() -> int:
                 ))
                 if data:
                     results["freshness"][variant] = data
+            # The control: no relay anywhere, so the outside writes must be caught stale.
+            data = section("freshness-control", lambda: freshness.run_variant(
+                "fc-redis", seconds, Path(tmp), relays=False
+            ))
+            if data:
+                results["freshness"]["fc-redis, relays off (control)"] = data
+    if wanted("writes"):
+        common.log("write overhead of the invalidation log")
+        results["writes"] = section("writes", lambda: run_json(
+            ["bench.write_cost", "5" if quick else "30"], "fc-redis", 1200
+        ))
+        if results["writes"]:
+            common.log("write overhead, log / none: " + ", ".join(
+                f"{op} x{r['log_vs_none']:.2f}" for op, r in results["writes"]["ops"].items()
+            ))
+    if wanted("relay"):
+        common.log("the relay: misses per write, lag after an outage, outside writes")
+        results["relay"] = section("relay", lambda: run_json(
+            ["bench.relay_lag", *(["--quick"] if quick else [])], "fc-redis", 1200
+        ))
     results["errors"] = errors
     results = {k: v for k, v in results.items() if v is not None}
     results["seconds"] = time.monotonic() - started

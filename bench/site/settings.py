@@ -9,8 +9,11 @@ Variants:
 
 The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
 databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
+``BENCH_FRESHCACHE``, a JSON object, overrides ``FRESHCACHE`` keys (the relay benchmarks point a
+process at a throwaway Redis, or turn its relay off).
 """
 
+import json
 import os
 
 from mysite.settings import *  # noqa: F403
@@ -65,6 +68,7 @@ FRESHCACHE = {
     "VOLATILE_FIELDS": ["blog.Post.view_count"],
     # X-Freshcache: hit/miss/bypass, so the freshness checker can count hits (off for speed).
     "HEADER": os.environ.get("BENCH_HEADER") == "1",
+    **json.loads(os.environ.get("BENCH_FRESHCACHE") or "{}"),
 }
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]
