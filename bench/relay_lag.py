@@ -2,7 +2,7 @@
 
 Run in its own process (``python -m bench.relay_lag [--quick]``), under the ``fc-redis``
 settings but on a throwaway ``redis-server`` it starts on a free port (so it can be paused),
-with two reader processes started by PID:
+with two reader processes started by PID (``bench/relay_readers.py``):
 
   R1  a process with its own relay (``RELAY: True``, the default: every web process has one)
   R2  a process without one (``RELAY: False``: it relies on the other processes' relays)
@@ -43,29 +43,12 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import EXAMPLE, PYTHON, ROOT, django_env, percentile, setup_django
+from bench.common import EXAMPLE, PYTHON, django_env, percentile, setup_django
+from bench.relay_readers import KEY_PREFIX, Reader, cached_body, warm
 from bench.throwaway_redis import RedisServer
-
-KEY_PREFIX = "fcrelay"
-
-
-def cached_body() -> tuple[Callable[..., Any], list[int]]:
-    """The cached function every process reads, and a counter of its computations."""
-    from blog.models import Comment
-    from freshcache import cached
-
-    calls = [0]
-
-    @cached(name="bench.relay_lag.body")
-    def body(pk: int) -> str:
-        calls[0] += 1
-        return str(Comment.objects.values_list("body", flat=True).get(pk=pk))
-
-    return body, calls
 
 
 def side_connection() -> Any:
@@ -91,81 +74,6 @@ def wait_log_empty(side: Any, timeout: float = 20.0) -> int:
             raise RuntimeError(f"the invalidation log was not empty after {timeout}s")
         time.sleep(0.002)
     return time.monotonic_ns()
-
-
-# -- reader processes ------------------------------------------------------------------------
-
-
-def reader() -> None:
-    """A reader process: JSON commands on stdin, one JSON answer per command on stdout."""
-    setup_django("fc-redis")
-    body, _ = cached_body()
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["cmd"] == "warm":  # until every value is a hit showing what is expected
-            expect = {int(k): v for k, v in cmd["expect"].items()}
-            deadline = time.monotonic() + 20
-            ok = False
-            while not ok and time.monotonic() < deadline:
-                outcomes = [body.outcome(pk) for pk in expect]  # type: ignore[attr-defined]
-                ok = all(o.hit and o.value == expect[pk] for pk, o in zip(expect, outcomes,
-                                                                          strict=True))
-                time.sleep(0.002)
-            answer: dict[str, Any] = {"ok": ok}
-        elif cmd["cmd"] == "watch":  # read round-robin until the stop file appears
-            pks, stop = cmd["pks"], Path(cmd["stop_file"])
-            deadline = time.monotonic() + cmd["max_seconds"]
-            rows: list[list[Any]] = []
-            n = 0
-            while not stop.exists() and time.monotonic() < deadline:
-                pk = pks[n % len(pks)]
-                n += 1
-                t0 = time.monotonic_ns()
-                o = body.outcome(pk)  # type: ignore[attr-defined]
-                rows.append([pk, t0, time.monotonic_ns(), o.value, o.hit])
-                time.sleep(0.001)
-            answer = {"rows": rows}
-        else:
-            return
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
-
-
-class Reader:
-    def __init__(self, name: str, relay: bool, store_url: str) -> None:
-        self.name = name
-        env = django_env("fc-redis", BENCH_FRESHCACHE=json.dumps(
-            {"STORE": store_url, "KEY_PREFIX": KEY_PREFIX, "RELAY": relay}
-        ))
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.relay_lag", "reader"], cwd=ROOT, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-
-    def send(self, **cmd: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-
-    def answer(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"reader {self.name} exited ({self.proc.poll()})")
-        return dict(json.loads(line))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-def warm(readers: list[Reader], expect: dict[int, str]) -> None:
-    for r in readers:
-        r.send(cmd="warm", expect=expect)
-    for r in readers:
-        if not r.answer()["ok"]:
-            raise RuntimeError(f"reader {r.name} never got a fresh hit: {expect}")
 
 
 # -- 1. misses per write ----------------------------------------------------------------------
@@ -435,9 +343,6 @@ def main(quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["reader"]:
-        reader()
-    else:
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--quick", action="store_true")
-        print(json.dumps(main(parser.parse_args().quick)))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(main(parser.parse_args().quick)))
