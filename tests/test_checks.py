@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
+import sysconfig
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.checks import Error, Info, Warning, run_checks
+from django.db import models
 from django.test import override_settings
+from django.test.utils import isolate_apps
 
-from freshcache.checks import check_settings
-from freshcache.conf import DEFAULTS
+from freshcache.checks import _check_labels, check_settings
+from freshcache.conf import DEFAULTS, FreshcacheSettings
 from tests.helpers import RedisServer, free_port
 
 MEMORY_HINT = (
@@ -22,6 +29,40 @@ MEMORY_HINT = (
 REDIS_HINT = (
     "freshcache computes uncached while Redis is down; check the URL and that the server is "
     "running."
+)
+KNOWN_HINT = "Known settings: " + ", ".join(sorted(DEFAULTS)) + ". See docs/settings.md."
+TYPE_HINT = "See docs/settings.md for the type of every setting."
+SWITCH_HINT = (
+    "Write True or False, without quotes: a non-empty string, 'False' too, is true in Python, "
+    "so the setting would stay on."
+)
+SECONDS_HINT = "Write a number of seconds (an int or a float), without quotes."
+COUNT_HINT = "Write a whole number greater than 0, without quotes."
+STATUS_HINT = "Write status codes as integers, e.g. [200, 301, 404]."
+ERROR_STATUS_HINT = (
+    "Remove it: a stored error would be served after its cause is gone. 5xx responses are "
+    "never stored, whatever this setting says."
+)
+PATH_HINT = "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/')."
+ALIAS_HINT = "Name an alias from DATABASES, or None to turn the invalidation log off."
+URL_HINT = "Check the host, port and options; see docs/settings.md for store URLs."
+REDIS_OPTIONS = (
+    "breaker_seconds, client_name, connect_timeout, db, max_connections, password, prefix, "
+    "socket_keepalive, socket_timeout, username"
+)
+UNKNOWN_MODEL_HINT = (
+    "Name an installed app and one of its models as Model._meta.label spells them (e.g. "
+    "'blog.Post'). Until then the entry is ignored."
+)
+UNKNOWN_FIELD_HINT = (
+    "Name a field stored in the model's own table, by its name: app_label.ModelName.field_name. "
+    "Until then the entry is ignored."
+)
+UNKEYABLE_HINT = (
+    "Remove it: reads that filter on it then depend on the whole table (still fresh, "
+    "invalidated more often). freshcache keys integers, strings without db_collation, UUIDs "
+    "and booleans; to key this value, keep it in such a column too (a price as a whole number "
+    "of cents, a date as its ISO text)."
 )
 
 
@@ -41,24 +82,31 @@ def test_defaults_in_debug_are_clean() -> None:
         assert checks() == []
 
 
-def test_e001_unknown_setting() -> None:
+def test_every_setting_with_a_valid_value_is_clean() -> None:
+    """The other side of the table below: each setting given a valid, non-default value."""
+    with override_settings(DEBUG=True):
+        assert checks(
+            ENABLED=False, STORE="memory://?max_entries=10&max_tags=20",
+            STORES={"db": "database://?alias=default", "pages": "memory://"},
+            KEY_PREFIX="site", TIMEOUT=3600, SOCKET_TIMEOUT=1, CONNECT_TIMEOUT=0.5,
+            BREAKER_SECONDS=0, EXCLUDE=["sessions", "auth", "blog.Tag", "Blog.post_tags"],
+            VOLATILE_FIELDS=["blog.Post.view_count", "capture_app.Group.hits"],
+            PREDICATE_FIELDS=["blog.Comment.author_name", "blog.comment.APPROVED",
+                              "blog.Post.author", "capture_app.Token.id"],
+            HEADER=False, BROWSER_CACHE_CONTROL=None, MAX_QUERY_PARAMS=1, MAX_QUERY_LENGTH=10,
+            NEVER_CACHE_PATHS=("/admin/", "/api"), CACHE_STATUSES={200, 301, 404},
+            LOG_DATABASE=None, RELAY=False, RELAY_POLL_SECONDS=0.1, INSTALL_TRIGGERS=False,
+        ) == []  # fmt: skip
+
+
+def test_e001_unknown_setting_names_the_closest() -> None:
     assert checks(STORE="memory://", BOGUS=1, TIMEOUTS=3) == [
+        Error("Unknown FRESHCACHE setting 'BOGUS'", hint=KNOWN_HINT, id="freshcache.E001"),
         Error(
-            "Unknown FRESHCACHE setting(s) ['BOGUS', 'TIMEOUTS']; known settings: "
-            + ", ".join(sorted(DEFAULTS)),
-            hint="See docs/settings.md for every setting.",
+            "Unknown FRESHCACHE setting 'TIMEOUTS' (did you mean 'TIMEOUT'?)",
+            hint=KNOWN_HINT,
             id="freshcache.E001",
-        )
-    ]
-
-
-def test_e001_wrong_type() -> None:
-    assert checks(SOCKET_TIMEOUT="fast") == [
-        Error(
-            "FRESHCACHE['SOCKET_TIMEOUT'] must be a non-negative number, not 'fast'",
-            hint="See docs/settings.md for every setting.",
-            id="freshcache.E001",
-        )
+        ),
     ]
 
 
@@ -73,6 +121,107 @@ def test_e001_not_a_dict() -> None:
         ]
 
 
+def E(message: str, hint: str, number: int) -> Error:
+    return Error(message, hint=hint, id=f"freshcache.E{number:03}")
+
+
+#: Every kind of wrong value ``conf.read`` finds, with the exact error it gives (E006 to E013).
+#: The first entries are issue 9's: each was reported as "no issues".
+BAD_VALUES = [
+    ({"ENABLED": "False"}, [E("FRESHCACHE['ENABLED'] must be True or False, not the string "
+                              "'False' (write False without quotes)", SWITCH_HINT, 7)]),
+    ({"CACHE_STATUSES": [200, 503]}, [E("FRESHCACHE['CACHE_STATUSES'] has 503, a server error: "
+                                        "freshcache never stores a 5xx response",
+                                        ERROR_STATUS_HINT, 11)]),
+    ({"RELAY": 1}, [E("FRESHCACHE['RELAY'] must be True or False, not 1 (write True)",
+                      SWITCH_HINT, 7)]),
+    ({"INSTALL_TRIGGERS": "yes"}, [E("FRESHCACHE['INSTALL_TRIGGERS'] must be True or False, "
+                                     "not the string 'yes' (write True without quotes)",
+                                     SWITCH_HINT, 7)]),
+    ({"HEADER": "on"}, [E("FRESHCACHE['HEADER'] must be True, False or None, not the string "
+                          "'on' (write True without quotes)", SWITCH_HINT, 7)]),
+    ({"SOCKET_TIMEOUT": "fast"}, [E("FRESHCACHE['SOCKET_TIMEOUT'] must be a positive number of "
+                                    "seconds, not the string 'fast'", SECONDS_HINT, 8)]),
+    ({"CONNECT_TIMEOUT": "0.5"}, [E("FRESHCACHE['CONNECT_TIMEOUT'] must be a positive number "
+                                    "of seconds, not the string '0.5' (write 0.5 without "
+                                    "quotes)", SECONDS_HINT, 8)]),
+    ({"TIMEOUT": 0}, [E("FRESHCACHE['TIMEOUT'] must be a positive number of seconds, or None, "
+                        "not 0", SECONDS_HINT, 8)]),
+    ({"BREAKER_SECONDS": -1}, [E("FRESHCACHE['BREAKER_SECONDS'] must be a number of seconds, 0 "
+                                 "or more, not -1", SECONDS_HINT, 8)]),
+    ({"RELAY_POLL_SECONDS": float("inf")}, [E("FRESHCACHE['RELAY_POLL_SECONDS'] must be a "
+                                              "positive number of seconds, not inf",
+                                              SECONDS_HINT, 8)]),
+    ({"MAX_QUERY_PARAMS": 0}, [E("FRESHCACHE['MAX_QUERY_PARAMS'] must be a positive integer, "
+                                 "not 0", COUNT_HINT, 9)]),
+    ({"MAX_QUERY_LENGTH": 2048.0}, [E("FRESHCACHE['MAX_QUERY_LENGTH'] must be a positive "
+                                      "integer, not 2048.0", COUNT_HINT, 9)]),
+    ({"CACHE_STATUSES": [200, "404", True, 99]}, [
+        E("FRESHCACHE['CACHE_STATUSES'] must list HTTP status codes (integers from 100 to 599); "
+          "it has the string '404' (write 404 without quotes)", STATUS_HINT, 10),
+        E("FRESHCACHE['CACHE_STATUSES'] must list HTTP status codes (integers from 100 to 599); "
+          "it has True", STATUS_HINT, 10),
+        E("FRESHCACHE['CACHE_STATUSES'] must list HTTP status codes (integers from 100 to 599); "
+          "it has 99", STATUS_HINT, 10),
+    ]),
+    ({"CACHE_STATUSES": 200}, [E("FRESHCACHE['CACHE_STATUSES'] must be a list of HTTP status "
+                                 "codes, not 200 (write [200])", TYPE_HINT, 6)]),
+    ({"NEVER_CACHE_PATHS": ["/admin/", "api/"]}, [E("FRESHCACHE['NEVER_CACHE_PATHS'] has 'api/', "
+                                                    "which does not start with '/' and so "
+                                                    "matches no request path (write '/api/')",
+                                                    PATH_HINT, 12)]),
+    ({"LOG_DATABASE": "defualt"}, [E("FRESHCACHE['LOG_DATABASE'] must name a database alias "
+                                     "from DATABASES (default) or be None, not 'defualt' (did "
+                                     "you mean 'default'?)", ALIAS_HINT, 13)]),
+    ({"EXCLUDE": "sessions"}, [E("FRESHCACHE['EXCLUDE'] must be a list of strings, not the "
+                                 "string 'sessions' (write ['sessions'])", TYPE_HINT, 6)]),
+    ({"VOLATILE_FIELDS": ["blog.Post.view_count", None]}, [
+        E("FRESHCACHE['VOLATILE_FIELDS'] must be a list of strings; it has None", TYPE_HINT, 6)
+    ]),
+    ({"PREDICATE_FIELDS": ("blog.Post.author", 3)}, [
+        E("FRESHCACHE['PREDICATE_FIELDS'] must be a list of strings; it has 3", TYPE_HINT, 6)
+    ]),
+    ({"STORE": 5}, [E("FRESHCACHE['STORE'] must be a URL string such as 'memory://', not 5",
+                      TYPE_HINT, 6)]),
+    ({"STORES": {"pages": 1}}, [E("FRESHCACHE['STORES'] must map store names to URL strings, "
+                                  "not 'pages' to 1", TYPE_HINT, 6)]),
+    ({"STORES": ["memory://"]}, [E("FRESHCACHE['STORES'] must map store names to URL strings, "
+                                   "not ['memory://']", TYPE_HINT, 6)]),
+    ({"KEY_PREFIX": "{site}"}, [E("FRESHCACHE['KEY_PREFIX'] must be a non-empty string without "
+                                  "braces, not the string '{site}'", TYPE_HINT, 6)]),
+    ({"BROWSER_CACHE_CONTROL": 0}, [E("FRESHCACHE['BROWSER_CACHE_CONTROL'] must be a "
+                                      "Cache-Control value string, or None, not 0",
+                                      TYPE_HINT, 6)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "expected"), BAD_VALUES)
+def test_e006_to_e013_each_wrong_value_is_reported(
+    raw: dict[str, Any], expected: list[Error]
+) -> None:
+    with override_settings(DEBUG=True):
+        assert checks(**raw) == expected
+
+
+def test_every_setting_has_a_wrong_value_in_the_table() -> None:
+    assert {key for raw, _ in BAD_VALUES for key in raw} == set(DEFAULTS)
+
+
+def test_every_mistake_is_reported_at_once() -> None:
+    """Several mistakes, in order; the stores' errors too, but no warnings meanwhile (the
+    memory store "pages" would be freshcache.W001 without DEBUG: tested below)."""
+    with override_settings(DEBUG=False):
+        assert checks(ENABLED="no", STORE="memory://?max_entris=5", MAX_QUERY_PARAMS=-1,
+                      STORES={"pages": "memory://"}) == [
+            E("FRESHCACHE['ENABLED'] must be True or False, not the string 'no' (write False "
+              "without quotes)", SWITCH_HINT, 7),
+            E("FRESHCACHE['MAX_QUERY_PARAMS'] must be a positive integer, not -1", COUNT_HINT, 9),
+            E("Store 'default' has URL 'memory://?max_entris=5' with unknown option "
+              "'max_entris' (did you mean 'max_entries'?).", "memory:// understands: "
+              "max_entries, max_tags. See docs/settings.md for store URLs.", 14),
+        ]  # fmt: skip
+
+
 def test_e002_unknown_scheme() -> None:
     assert checks(STORE="memcached://127.0.0.1:11211") == [
         Error(
@@ -84,18 +233,70 @@ def test_e002_unknown_scheme() -> None:
     ]
 
 
-@pytest.mark.skip(
-    reason="E003 needs the redis package to be missing; it is a dev dependency of this suite "
-    "and hiding an installed package from the import system would test the hiding, not the check"
-)
-def test_e003_redis_not_installed() -> None:  # pragma: no cover
-    pass
+def python_without_redis(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a Python that has every package this one has, but not
+    the redis driver: like a project installed without the ``[redis]`` extra.
+
+    Its site directory is made of symlinks to this environment's site-packages, leaving out
+    ``redis`` and ``hiredis`` (and their metadata); the interpreter runs with ``-S``, so it
+    reads no other site-packages. Nothing is patched inside the child: ``import redis`` fails
+    there as it does where the package was never installed (the test asserts that first).
+    """
+    site_dir = tmp_path / "site-packages"
+    site_dir.mkdir()
+    paths = sysconfig.get_paths()
+    for packages in dict.fromkeys([paths["purelib"], paths["platlib"]]):
+        for entry in Path(packages).iterdir():
+            name = entry.name.lower()
+            if name.startswith(("redis", "hiredis")) or name.endswith(".pth"):
+                continue
+            if not (site_dir / entry.name).exists():
+                (site_dir / entry.name).symlink_to(entry)
+    repo = Path(__file__).resolve().parent.parent
+    path = [tmp_path, site_dir, repo / "src", repo, repo / "example"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, path)),
+        "PYTHONNOUSERSITE": "1",
+        "DJANGO_SETTINGS_MODULE": "settings_without_redis",
+    }
+    (tmp_path / "settings_without_redis.py").write_text(
+        "from tests.settings import *  # noqa: F403\n"
+        "FRESHCACHE = {'STORE': 'redis://127.0.0.1:6379/15', 'LOG_DATABASE': None}\n"
+    )
+    return [sys.executable, "-S"], env
+
+
+def test_e003_redis_not_installed(tmp_path: Path) -> None:
+    """``manage.py check`` in an environment without the redis package: E003, no traceback."""
+    python, env = python_without_redis(tmp_path)
+    probe = subprocess.run(
+        [*python, "-c", "import django, freshcache; import redis"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.returncode == 1
+    assert probe.stderr.strip().endswith("ModuleNotFoundError: No module named 'redis'")
+
+    result = subprocess.run(
+        [*python, "-m", "django", "check", "--tag", "freshcache"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.endswith(
+        "ERRORS:\n"
+        "?: (freshcache.E003) Store 'default' is a Redis URL but the redis package is not "
+        "installed.\n"
+        "\tHINT: pip install 'django-freshcache[redis]'\n\n"
+        "System check identified 1 issue (0 silenced).\n"
+    )
 
 
 def test_e004_unknown_database_alias() -> None:
-    assert checks(STORES={"default": "memory://", "db": "database://?alias=cache"}) == [
+    assert checks(STORES={"default": "memory://", "db": "database://?alias=defalt"}) == [
         Error(
-            "Store 'db' uses database alias 'cache', which is not in DATABASES.",
+            "Store 'db' uses database alias 'defalt', which is not in DATABASES (did you mean "
+            "'default'?).",
             hint="Name an alias from DATABASES: database://?alias=NAME.",
             id="freshcache.E004",
         ),
@@ -115,16 +316,183 @@ def test_e004_unknown_database_alias() -> None:
          "'fast'"),
         ("memory://?max_entries=0", "memory store 'memory://?max_entries=0': max_entries and "
          "max_tags must be positive"),
+        ("redis://:hunter2@127.0.0.1:notaport/0", "Port could not be cast to integer value as "
+         "'notaport'"),
     ],
 )  # fmt: skip
 def test_e005_unusable_url_is_reported_not_raised(url: str, problem: str) -> None:
+    shown = url.replace(":hunter2@", ":***@")  # a password is never shown
     assert checks(STORE=url) == [
         Error(
-            f"Store 'default' has URL {url!r}, which cannot be used: {problem}.",
-            hint="Check the host, port and options; see docs/settings.md for store URLs.",
+            f"Store 'default' has URL {shown!r}, which cannot be used: {problem}.",
+            hint=URL_HINT,
             id="freshcache.E005",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "known"),
+    [
+        # issue 9: this one raised TypeError out of manage.py check
+        ("redis://127.0.0.1:6379/0?prefx=abc", {"prefx": "prefix"}, REDIS_OPTIONS),
+        ("redis://127.0.0.1:6379/0?socket_connect_timeout=1&decode_responses=1",
+         {"socket_connect_timeout": "connect_timeout", "decode_responses": None}, REDIS_OPTIONS),
+        ("memory://?max_entries=10&max_tag=5&size=", {"max_tag": "max_tags", "size": None},
+         "max_entries, max_tags"),
+        ("database://?database=default", {"database": None}, "alias"),
+    ],
+)  # fmt: skip
+def test_e014_unknown_store_option(url: str, options: dict[str, str | None], known: str) -> None:
+    scheme = url.split(":")[0]
+    with override_settings(DEBUG=True):
+        assert checks(STORE=url) == [
+            Error(
+                f"Store 'default' has URL {url!r} with unknown option {option!r}"
+                + (f" (did you mean {match!r}?)" if match else "") + ".",
+                hint=f"{scheme}:// understands: {known}. See docs/settings.md for store URLs.",
+                id="freshcache.E014",
+            )
+            for option, match in options.items()
+        ]  # fmt: skip
+
+
+def test_e014_rediss_understands_the_tls_options() -> None:
+    url = "rediss://127.0.0.1:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/ca.pem&prefix=x"
+    messages = checks(STORE=url + "&ssl_verify=1")
+    assert [m.id for m in messages] == ["freshcache.E014"]
+    assert (
+        messages[0].msg
+        == f"Store 'default' has URL {url + '&ssl_verify=1'!r} with unknown option 'ssl_verify'."
+    )
+
+
+FIELDS_FORMAT_HINT = (
+    "Write each entry as app_label.ModelName.field_name, e.g. 'blog.Post.view_count'."
+)
+EXCLUDE_FORMAT_HINT = (
+    "Write each entry as app_label or app_label.ModelName, e.g. 'sessions' or 'admin.LogEntry'."
+)
+
+#: (setting, label, check number, what the message says after "but"). Issue 9: each of these
+#: was "no issues", and the capture ignores such an entry.
+LABELS = [
+    ("VOLATILE_FIELDS", "blog.Post.veiw_count", 17,
+     "blog.Post has no field 'veiw_count' (did you mean 'view_count'?)"),
+    ("VOLATILE_FIELDS", "blog.Pots.view_count", 16,
+     "app 'blog' has no model 'Pots' (did you mean 'Post'?)"),
+    ("EXCLUDE", "sesions", 16, "no installed app is labelled 'sesions' (did you mean 'sessions'?)"),
+    ("EXCLUDE", "blog.Comments", 16, "app 'blog' has no model 'Comments' (did you mean "
+     "'Comment'?)"),
+    ("EXCLUDE", "nothing_like_it", 16, "no installed app is labelled 'nothing_like_it'"),
+    ("PREDICATE_FIELDS", "blgo.Comment.author_name", 16,
+     "no installed app is labelled 'blgo' (did you mean 'blog'?)"),
+    ("PREDICATE_FIELDS", "blog.Comment.autor_name", 17,
+     "blog.Comment has no field 'autor_name' (did you mean 'author_name'?)"),
+    ("PREDICATE_FIELDS", "blog.Post.author_id", 17,
+     "labels name fields, not columns (write 'blog.Post.author')"),
+    ("VOLATILE_FIELDS", "blog.Post.tags", 17, "'tags' is a relation without a column in blog_post"),
+    ("VOLATILE_FIELDS", "blog.Post.comments", 17,
+     "'comments' is a relation without a column in blog_post"),
+    ("PREDICATE_FIELDS", "capture_app.Restaurant.city", 17, "'city' is inherited from "
+     "capture_app.Place, whose table holds it (write 'capture_app.Place.city')"),
+    ("VOLATILE_FIELDS", "capture_app.PizzaPlace.rating", 16, "capture_app.PizzaPlace is a proxy "
+     "model: its rows are capture_app.Restaurant's (write 'capture_app.Restaurant.rating')"),
+    ("EXCLUDE", "capture_app.PizzaPlace", 16, "capture_app.PizzaPlace is a proxy model: its rows "
+     "are capture_app.Restaurant's (write 'capture_app.Restaurant')"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("setting", "label", "number", "why"), LABELS)
+def test_e016_e017_labels_that_name_nothing(
+    setting: str, label: str, number: int, why: str
+) -> None:
+    hint = UNKNOWN_MODEL_HINT if number == 16 else UNKNOWN_FIELD_HINT
+    with override_settings(DEBUG=True):
+        assert checks(**{setting: [label]}) == [
+            E(f"FRESHCACHE[{setting!r}] has {label!r}, but {why}.", hint, number)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "label", "shape", "hint"),
+    [
+        ("VOLATILE_FIELDS", "blog.Post", "app_label.ModelName.field_name", FIELDS_FORMAT_HINT),
+        ("PREDICATE_FIELDS", "blog..title", "app_label.ModelName.field_name", FIELDS_FORMAT_HINT),
+        ("EXCLUDE", "blog.Post.title", "app_label or app_label.ModelName", EXCLUDE_FORMAT_HINT),
+        ("EXCLUDE", "", "app_label or app_label.ModelName", EXCLUDE_FORMAT_HINT),
+    ],
+)
+def test_e015_malformed_label(setting: str, label: str, shape: str, hint: str) -> None:
+    with override_settings(DEBUG=True):
+        assert checks(**{setting: [label]}) == [
+            E(f"FRESHCACHE[{setting!r}] has {label!r}, which is not an {shape} label.", hint, 15)
+        ]
+
+
+def test_e018_predicate_field_that_cannot_be_keyed() -> None:
+    with override_settings(DEBUG=True):
+        assert checks(PREDICATE_FIELDS=["blog.Post.published_at", "blog.Post.view_count"]) == [
+            E("FRESHCACHE['PREDICATE_FIELDS'] has 'blog.Post.published_at', which cannot be "
+              "keyed: a DateTimeField, and one instant has a spelling per time zone and "
+              "precision, so a read and a write could name different tags.", UNKEYABLE_HINT, 18)
+        ]  # fmt: skip
+
+
+class Lowercase(models.CharField):  # type: ignore[type-arg]
+    """A custom field: freshcache cannot know how it prepares its values."""
+
+
+def test_e018_says_why_for_each_kind_of_column() -> None:
+    """Columns none of the suite's apps has, in a registry of their own (never installed)."""
+    with isolate_apps("tests.testapp") as registry:
+
+        class Priced(models.Model):
+            price = models.DecimalField(max_digits=8, decimal_places=2, unique=True)
+            ratio = models.FloatField()
+            data = models.JSONField()
+            code = Lowercase(max_length=10)
+            name = models.CharField(max_length=10, db_collation="C")
+            day = models.DateField()
+
+            class Meta:
+                app_label = "testapp"
+
+        class Line(models.Model):
+            priced = models.ForeignKey(Priced, models.CASCADE, to_field="price")
+
+            class Meta:
+                app_label = "testapp"
+
+        labels = [f"testapp.Priced.{f}" for f in ("price", "ratio", "data", "code", "name", "day")]
+        settings = FreshcacheSettings(predicate_fields=(*labels, "testapp.Line.priced"))
+        messages = _check_labels(settings, registry)
+    why = {m.msg.split("'")[3]: m.msg.split("cannot be keyed: ")[1] for m in messages}
+    decimal = (
+        "a DecimalField, and one decimal number has several spellings (1.5, 1.50), so a read "
+        "and a write could name different tags."
+    )
+    assert why == {
+        "testapp.Priced.price": decimal,
+        "testapp.Priced.ratio": "a FloatField, and a float has several spellings and rounds "
+        "(0.1 + 0.2 != 0.3), so a read and a write could name different tags.",
+        "testapp.Priced.data": "a JSONField, and one JSON value has many spellings (key order, "
+        "spacing), so a read and a write could name different tags.",
+        "testapp.Priced.code": "Lowercase is a custom field (tests.test_checks), and freshcache "
+        "cannot know that reads and writes turn its values into the same text.",
+        "testapp.Priced.name": "it has db_collation='C', so values the database finds equal may "
+        "differ in text.",
+        "testapp.Priced.day": "a DateField, and its values have no one text form, so a read and "
+        "a write could name different tags.",
+        "testapp.Line.priced": f"it refers to testapp.Priced.price: {decimal}",
+    }
+    assert {(m.id, m.hint) for m in messages} == {("freshcache.E018", UNKEYABLE_HINT)}
+
+
+def test_default_exclude_entries_are_never_reported() -> None:
+    """The defaults name apps a project may not install (``migrations`` is no app at all)."""
+    with override_settings(DEBUG=True):
+        assert checks(EXCLUDE=[*DEFAULTS["EXCLUDE"], "auth"]) == []
 
 
 def test_w001_memory_store_without_debug() -> None:
@@ -268,8 +636,7 @@ def test_w004_log_table_missing(transactional_db: None) -> None:
     try:
         assert checks(STORE="database://") == [
             Warning(
-                "The invalidation log table freshcache_log does not exist in database "
-                "'default'.",
+                "The invalidation log table freshcache_log does not exist in database 'default'.",
                 hint=LOG_TABLE_HINT,
                 id="freshcache.W004",
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,7 +11,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 import freshcache
-from freshcache.conf import DEFAULTS, FreshcacheSettings, get_settings
+from freshcache.conf import DEFAULTS, FreshcacheSettings, Problem, get_settings, problems, read
+from freshcache.stores import UnusableStore
 from freshcache.stores.memory import MemoryStore
 
 
@@ -80,61 +83,127 @@ def test_store_and_stores() -> None:
     }
 
 
-def test_unknown_key_lists_the_known_keys() -> None:
-    with pytest.raises(ImproperlyConfigured) as info:
-        settings_from({"STOER": "memory://"})
-    assert str(info.value) == (
-        "Unknown FRESHCACHE setting(s) ['STOER']; known settings: BREAKER_SECONDS, "
-        "BROWSER_CACHE_CONTROL, CACHE_STATUSES, CONNECT_TIMEOUT, ENABLED, EXCLUDE, HEADER, "
-        "INSTALL_TRIGGERS, KEY_PREFIX, LOG_DATABASE, MAX_QUERY_LENGTH, MAX_QUERY_PARAMS, "
-        "NEVER_CACHE_PATHS, PREDICATE_FIELDS, RELAY, RELAY_POLL_SECONDS, SOCKET_TIMEOUT, "
-        "STORE, STORES, TIMEOUT, VOLATILE_FIELDS"
+def test_unknown_key_is_a_problem_naming_the_closest() -> None:
+    settings, problems = read({"STOER": "memory://", "ENABLED": True})
+    assert problems == (
+        Problem("STOER", "unknown", "Unknown FRESHCACHE setting 'STOER' (did you mean 'STORE'?)"),
     )
+    assert settings == replace(read({})[0], enabled=False)
 
 
 @pytest.mark.parametrize(
-    ("raw", "message"),
+    ("raw", "problems"),
     [
-        ("memory://", "FRESHCACHE must be a dict, not str"),
-        ({"STORE": 5}, "FRESHCACHE['STORE'] must be a URL string such as 'memory://'"),
-        ({"STORES": {"a": 1}}, "FRESHCACHE['STORES'] must map store names to URL strings"),
-        (
-            {"SOCKET_TIMEOUT": "0.25"},
-            "FRESHCACHE['SOCKET_TIMEOUT'] must be a non-negative number, not '0.25'",
-        ),
-        (
-            {"BREAKER_SECONDS": -1},
-            "FRESHCACHE['BREAKER_SECONDS'] must be a non-negative number, not -1",
-        ),
-        ({"TIMEOUT": True}, "FRESHCACHE['TIMEOUT'] must be a non-negative number, not True"),
-        (
-            {"EXCLUDE": "sessions"},
-            "FRESHCACHE['EXCLUDE'] must be a list or tuple, not 'sessions'",
-        ),
-        (
-            {"CACHE_STATUSES": 200},
-            "FRESHCACHE['CACHE_STATUSES'] must be a list or tuple, not 200",
-        ),
-        (
-            {"LOG_DATABASE": "replica"},
-            "FRESHCACHE['LOG_DATABASE'] must name a database alias from DATABASES (default) "
-            "or be None, not 'replica'",
-        ),
-        ({"RELAY": "False"}, "FRESHCACHE['RELAY'] must be True or False, not 'False'"),
-        (
-            {"RELAY_POLL_SECONDS": 0},
-            "FRESHCACHE['RELAY_POLL_SECONDS'] must be a positive number, not 0",
-        ),
-        (
-            {"INSTALL_TRIGGERS": 1},
-            "FRESHCACHE['INSTALL_TRIGGERS'] must be True or False, not 1",
-        ),
+        ("memory://", [("FRESHCACHE", "settings", "FRESHCACHE must be a dict, not str")]),
+        ({"STORE": 5}, [("STORE", "type", "FRESHCACHE['STORE'] must be a URL string such as "
+                         "'memory://', not 5")]),
+        ({"STORES": {"a": 1, "": "memory://"}}, [
+            ("STORES", "type", "FRESHCACHE['STORES'] must map store names to URL strings, not "
+             "'a' to 1"),
+            ("STORES", "type", "FRESHCACHE['STORES'] must map store names to URL strings, not "
+             "'' to the string 'memory://'"),
+        ]),
+        ({"SOCKET_TIMEOUT": "0.25"}, [("SOCKET_TIMEOUT", "seconds", "FRESHCACHE['SOCKET_TIMEOUT'] "
+                                       "must be a positive number of seconds, not the string "
+                                       "'0.25' (write 0.25 without quotes)")]),
+        ({"TIMEOUT": True}, [("TIMEOUT", "seconds", "FRESHCACHE['TIMEOUT'] must be a positive "
+                              "number of seconds, or None, not True")]),
+        ({"TIMEOUT": float("nan")}, [("TIMEOUT", "seconds", "FRESHCACHE['TIMEOUT'] must be a "
+                                      "positive number of seconds, or None, not nan")]),
+        ({"ENABLED": "False"}, [("ENABLED", "switch", "FRESHCACHE['ENABLED'] must be True or "
+                                 "False, not the string 'False' (write False without quotes)")]),
+        ({"ENABLED": "maybe"}, [("ENABLED", "switch", "FRESHCACHE['ENABLED'] must be True or "
+                                 "False, not the string 'maybe' (write True or False without "
+                                 "quotes)")]),
+        ({"RELAY": 0}, [("RELAY", "switch", "FRESHCACHE['RELAY'] must be True or False, not 0 "
+                         "(write False)")]),
+        ({"EXCLUDE": 3}, [("EXCLUDE", "type", "FRESHCACHE['EXCLUDE'] must be a list of strings, "
+                           "not 3 (write [3])")]),
+        ({"EXCLUDE": {"sessions": 1}}, [("EXCLUDE", "type", "FRESHCACHE['EXCLUDE'] must be a "
+                                         "list of strings, not {'sessions': 1}")]),
+        ({"CACHE_STATUSES": [200, 500, 599, 600]}, [
+            ("CACHE_STATUSES", "error_status", "FRESHCACHE['CACHE_STATUSES'] has 500, a server "
+             "error: freshcache never stores a 5xx response"),
+            ("CACHE_STATUSES", "error_status", "FRESHCACHE['CACHE_STATUSES'] has 599, a server "
+             "error: freshcache never stores a 5xx response"),
+            ("CACHE_STATUSES", "status", "FRESHCACHE['CACHE_STATUSES'] must list HTTP status "
+             "codes (integers from 100 to 599); it has 600"),
+        ]),
+        ({"LOG_DATABASE": "replica"}, [("LOG_DATABASE", "alias", "FRESHCACHE['LOG_DATABASE'] "
+                                        "must name a database alias from DATABASES (default) or "
+                                        "be None, not 'replica'")]),
+        ({"LOG_DATABASE": 0}, [("LOG_DATABASE", "alias", "FRESHCACHE['LOG_DATABASE'] must name a "
+                                "database alias from DATABASES (default) or be None, not 0")]),
+        ({"RELAY_POLL_SECONDS": 0}, [("RELAY_POLL_SECONDS", "seconds", "FRESHCACHE["
+                                      "'RELAY_POLL_SECONDS'] must be a positive number of "
+                                      "seconds, not 0")]),
+        ({"KEY_PREFIX": ""}, [("KEY_PREFIX", "type", "FRESHCACHE['KEY_PREFIX'] must be a "
+                               "non-empty string without braces, not the string ''")]),
+        ({"MAX_QUERY_LENGTH": True}, [("MAX_QUERY_LENGTH", "count", "FRESHCACHE["
+                                       "'MAX_QUERY_LENGTH'] must be a positive integer, not "
+                                       "True")]),
     ],
-)
-def test_bad_values_are_named_in_the_error(raw: Any, message: str) -> None:
-    with pytest.raises(ImproperlyConfigured) as info:
-        settings_from(raw)
-    assert str(info.value) == message
+)  # fmt: skip
+def test_bad_values_are_named_in_problems(raw: Any, problems: list[tuple[str, ...]]) -> None:
+    settings, found = read(raw)
+    assert [tuple(p) for p in found] == problems
+    assert settings.enabled is False  # a mistake turns caching off, in every process
+
+
+def test_get_settings_never_raises_and_keeps_what_is_valid() -> None:
+    """Only the wrong value is replaced (its default, or the list's valid entries are kept):
+    the stores and the log still receive this process's invalidations."""
+    raw = {
+        "STORE": "database://",
+        "STORES": {"pages": "memory://", "bad": 5},
+        "KEY_PREFIX": "site",
+        "SOCKET_TIMEOUT": "fast",
+        "EXCLUDE": ["sessions", 5, "blog.Tag"],
+        "VOLATILE_FIELDS": ["blog.Post.view_count"],
+        "NEVER_CACHE_PATHS": ["/admin/", "api/"],
+        "CACHE_STATUSES": [200, 404, 503],
+        "LOG_DATABASE": None,
+    }
+    assert settings_from(raw) == FreshcacheSettings(
+        enabled=False,
+        stores={"default": "database://", "pages": "memory://"},
+        key_prefix="site",
+        socket_timeout=0.25,
+        exclude=("sessions", "blog.Tag"),
+        volatile_fields=("blog.Post.view_count",),
+        never_cache_paths=("/admin/",),
+        cache_statuses=(200, 404),
+        log_database=None,
+    )
+    with override_settings(FRESHCACHE=raw):
+        assert [p.setting for p in problems()] == [
+            "STORES", "SOCKET_TIMEOUT", "EXCLUDE", "NEVER_CACHE_PATHS", "CACHE_STATUSES",
+        ]  # fmt: skip
+
+
+def test_one_warning_per_configuration(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="freshcache")
+    with override_settings(FRESHCACHE={"ENABLED": "False", "MAX_QUERY_PARAMS": 0}):
+        for _ in range(5):
+            assert get_settings().enabled is False
+            assert len(problems()) == 2
+    with override_settings(FRESHCACHE={"ENABLED": True}):
+        assert get_settings().enabled is True
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "freshcache",
+            "WARNING",
+            "freshcache: caching is off because FRESHCACHE has 2 error(s) (manage.py check lists "
+            "them): FRESHCACHE['ENABLED'] must be True or False, not the string 'False' (write "
+            "False without quotes); FRESHCACHE['MAX_QUERY_PARAMS'] must be a positive integer, "
+            "not 0",
+        )
+    ]
+
+
+def test_browser_cache_control_none_sends_none() -> None:
+    assert settings_from({"BROWSER_CACHE_CONTROL": None}).browser_cache_control == ""
+    assert settings_from({"BROWSER_CACHE_CONTROL": "private"}).browser_cache_control == "private"
 
 
 def test_timeout_may_be_none_or_a_number() -> None:
@@ -171,3 +240,11 @@ def test_a_store_named_but_not_configured_is_a_clear_error() -> None:
     with pytest.raises(ImproperlyConfigured) as info:
         freshcache.store("nope")
     assert str(info.value) == "No freshcache store named 'nope'; FRESHCACHE['STORES'] has: default"
+
+
+def test_a_store_name_lost_to_a_mistake_is_unusable_not_an_error() -> None:
+    """``STORES`` that is not a dict loses every name: code naming one must not fail."""
+    with override_settings(FRESHCACHE={"STORES": ["memory://"]}):
+        store = freshcache.store("pages")
+        assert isinstance(store, UnusableStore)
+        assert freshcache.store("pages") is store

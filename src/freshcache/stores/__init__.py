@@ -2,16 +2,27 @@
 
 Stores are created lazily on first use from ``FRESHCACHE`` and dropped when the setting
 changes; nothing is opened at import time.
+
+A store whose URL cannot be built (an unknown option, a value that is not a number, a database
+alias that does not exist, a driver that is not installed) never raises where it is used: it
+is replaced by an :class:`UnusableStore`, logged once at WARNING, and behaves like a store that
+cannot be reached. What is cached in it is computed uncached, and its invalidations wait in
+the invalidation log until a process that can build it applies them (so a store fixed later
+holds nothing stale). ``manage.py check`` names the mistake (docs/checks.md).
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
-from urllib.parse import urlsplit
+from collections.abc import Collection, Sequence
+from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..conf import get_settings
+from ..conf import get_settings, problems
 from .base import Hit, Snapshot, Store, StoreUnavailable
 
 __all__ = [
@@ -20,21 +31,116 @@ __all__ = [
     "Snapshot",
     "Store",
     "StoreUnavailable",
+    "UnusableStore",
     "all_stores",
     "from_url",
     "get_store",
+    "known_options",
+    "redacted",
     "reset",
+    "unknown_options",
 ]
 
+logger = logging.getLogger("freshcache")
+
 SCHEMES = ("memory", "database", "redis", "rediss")
+
+#: Options of the Redis client that a ``redis://`` URL may pass through to it. The others are
+#: freshcache's to set (``socket_connect_timeout``, ``retry_on_timeout``,
+#: ``health_check_interval``: the bounded waits of docs/internals.md) or would change the
+#: replies it parses (``decode_responses``, ``protocol``).
+REDIS_CLIENT_OPTIONS = (
+    "db",
+    "username",
+    "password",
+    "client_name",
+    "max_connections",
+    "socket_keepalive",
+)
+#: ... and, for ``rediss://``, the TLS options.
+REDIS_TLS_OPTIONS = (
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_ca_path",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_check_hostname",
+    "ssl_ciphers",
+    "ssl_keyfile",
+    "ssl_min_version",
+    "ssl_password",
+)
 
 _lock = threading.Lock()
 _stores: dict[str, Store] = {}
 
 
+def known_options(scheme: str) -> tuple[str, ...]:
+    """The query options a URL of ``scheme`` understands, sorted (docs/settings.md)."""
+    if scheme == "memory":
+        return ("max_entries", "max_tags")
+    if scheme == "database":
+        return ("alias",)
+    if scheme in ("redis", "rediss"):
+        from .redis import _OPTION_NAMES
+
+        client = REDIS_CLIENT_OPTIONS + (REDIS_TLS_OPTIONS if scheme == "rediss" else ())
+        return tuple(sorted({*_OPTION_NAMES, *_accepted_by_driver(scheme, client)}))
+    return ()
+
+
+def _accepted_by_driver(scheme: str, options: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``options`` the installed redis package accepts (an older one lacks some, and an
+    option it does not accept raises ``TypeError`` at the first connection, not before)."""
+    try:
+        from redis.connection import Connection, ConnectionPool, SSLConnection
+    except ImportError:
+        return options  # reported as freshcache.E003; the option names are not the problem
+    accepted: set[str] = set()
+    for cls in (ConnectionPool, SSLConnection if scheme == "rediss" else Connection):
+        for klass in cls.__mro__:
+            if (init := vars(klass).get("__init__")) is not None:
+                accepted.update(inspect.signature(init).parameters)
+    return tuple(o for o in options if o in accepted)
+
+
+def unknown_options(url: str) -> list[str]:
+    """The query options of ``url`` that its store does not understand, in URL order."""
+    parts = urlsplit(url)
+    known = set(known_options(parts.scheme))
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    return [name for name in dict.fromkeys(names) if name not in known]
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def from_url(name: str, url: str) -> Store:
-    """Build a store from its URL (no connection is made until it is used)."""
+    """Build a store from its URL (no connection is made until it is used).
+
+    Raise ``ImproperlyConfigured`` for an unknown scheme, an unknown option or an unknown
+    database alias, ``ValueError`` for an option value the store cannot use, ``ImportError``
+    when the Redis driver is missing.
+    """
     scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise ImproperlyConfigured(
+            f"FRESHCACHE store {name!r} has URL {redacted(url)!r} with unknown scheme "
+            f"{scheme!r}; use one of: {', '.join(s + '://' for s in SCHEMES)}"
+        )
+    unknown = unknown_options(url)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"FRESHCACHE store {name!r} has URL {redacted(url)!r} with unknown option(s) "
+            f"{', '.join(unknown)}; {scheme}:// understands: {', '.join(known_options(scheme))}"
+        )
     settings = get_settings()
     if scheme == "memory":
         from .memory import MemoryStore
@@ -43,26 +149,96 @@ def from_url(name: str, url: str) -> Store:
     if scheme == "database":
         from .database import DatabaseStore
 
+        alias = database_alias(url)
+        if alias not in django_settings.DATABASES:
+            raise ImproperlyConfigured(
+                f"FRESHCACHE store {name!r} uses database alias {alias!r}, which is not in "
+                "DATABASES"
+            )
         return DatabaseStore(name, url)
-    if scheme in ("redis", "rediss"):
-        from .redis import RedisStore
+    from .redis import RedisStore
 
-        return RedisStore(
-            name,
-            url,
-            prefix=settings.key_prefix,
-            socket_timeout=settings.socket_timeout,
-            connect_timeout=settings.connect_timeout,
-            breaker_seconds=settings.breaker_seconds,
-        )
-    raise ImproperlyConfigured(
-        f"FRESHCACHE store {name!r} has URL {url!r} with unknown scheme {scheme!r}; "
-        f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
+    return RedisStore(
+        name,
+        url,
+        prefix=settings.key_prefix,
+        socket_timeout=settings.socket_timeout,
+        connect_timeout=settings.connect_timeout,
+        breaker_seconds=settings.breaker_seconds,
     )
 
 
+def database_alias(url: str) -> str:
+    """The database alias a ``database://`` URL names (``default`` when it names none)."""
+    return parse_qs(urlsplit(url).query).get("alias", ["default"])[0]
+
+
+class UnusableStore(Store):
+    """Stands in for a store whose URL cannot be built: it behaves as if it could not be
+    reached. Lookups and bumps raise :class:`StoreUnavailable` (computations run uncached; a
+    bump's log row waits for a process that can apply it), and nothing is stored."""
+
+    blocking = False
+
+    def __init__(self, name: str, url: str, error: str) -> None:
+        super().__init__(name, url)
+        self.error = error
+
+    def _unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(f"store {self.name!r} cannot be built: {self.error}")
+
+    def lookup(self, key: str) -> Hit | Snapshot:
+        raise self._unavailable()
+
+    def begin(self) -> Snapshot:
+        raise self._unavailable()
+
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        raise self._unavailable()
+
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+        raise self._unavailable()
+
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        raise self._unavailable()
+
+    def clear(self) -> None:
+        raise self._unavailable()
+
+    def __repr__(self) -> str:
+        return f"<UnusableStore {self.name!r} {redacted(self.url)!r}: {self.error}>"
+
+
+def _build(name: str, url: str) -> Store:
+    try:
+        return from_url(name, url)
+    except Exception as exc:
+        # Never a 500 for a settings mistake: the system checks report it (docs/checks.md).
+        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, TypeError) else str(exc)
+        logger.warning(
+            "freshcache: store %r (%s) cannot be built, so what is cached in it is computed "
+            "uncached until the settings are fixed (manage.py check names the problem): %s",
+            name,
+            redacted(url),
+            error,
+        )
+        return UnusableStore(name, url, error)
+
+
 def get_store(name: str | None = None) -> Store:
-    """Return the store named ``name`` (``"default"`` when omitted), creating it on first use."""
+    """Return the store named ``name`` (``"default"`` when omitted), creating it on first use.
+
+    A store whose URL cannot be built is an :class:`UnusableStore` (see the module docstring).
+    A name that ``FRESHCACHE['STORES']`` does not have raises ``ImproperlyConfigured``, unless
+    ``FRESHCACHE`` has mistakes (it may have lost that name): then it is unusable too.
+    """
     name = name or "default"
     store = _stores.get(name)
     if store is not None:
@@ -71,12 +247,16 @@ def get_store(name: str | None = None) -> Store:
         store = _stores.get(name)
         if store is None:
             urls = get_settings().stores
-            if name not in urls:
+            if name in urls:
+                store = _build(name, urls[name])
+            elif problems():
+                store = UnusableStore(name, "", "FRESHCACHE has errors")
+            else:
                 raise ImproperlyConfigured(
                     f"No freshcache store named {name!r}; FRESHCACHE['STORES'] has: "
                     f"{', '.join(sorted(urls))}"
                 )
-            store = _stores[name] = from_url(name, urls[name])
+            _stores[name] = store
     return store
 
 
