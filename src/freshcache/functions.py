@@ -5,27 +5,51 @@ and ``f(x=1)`` share an entry), each encoded with its type and length, so values
 types or splits never collide (``("a", "bc")`` vs ``("ab", "c")``). A model instance argument
 is keyed by its primary key *and* adds its instance tag: the function may read the instance's
 fields without a query, so it depends on that row.
+
+A value is *settled* before its scope closes (issue 9, item 2): everything it will ever read is
+read while the scope still collects tags, or the call fails. A QuerySet (any flavour) and a
+``RawQuerySet`` are evaluated and handed back with their result cache filled; a lazy object is
+evaluated and replaced by what it wraps; a manager, an iterator, a generator or an awaitable is
+refused with a ``TypeError`` naming the fix. The value is then encoded (pickled) inside the scope
+too, so whatever encoding evaluates (a QuerySet inside a dict) is read there; the core stores
+those bytes. A ``lazy()`` promise stays lazy: it is evaluated anew at each use, never frozen.
+Finally a computation that read the database and still depends on no tag is not stored: it read
+only what capture cannot tie to a table, and nothing would ever invalidate it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import decimal
 import enum
 import functools
 import inspect
+import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
+from asgiref.sync import sync_to_async
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import models
+from django.db.models.manager import BaseManager
+from django.db.models.query import RawQuerySet
+from django.utils.functional import LazyObject, empty
 
-from .core import Codec, Outcome, afetch, fetch
-from .scope import add_tags
+from .conf import get_settings
+from .core import PICKLE, Codec, Outcome, afetch, fetch
+from .invalidation import in_dirty_transaction
+from .scope import Scope, add_tags, current_scope
 from .tags import Taggable, instance_tag, tags_for
 
 __all__ = ["cached", "depends_on"]
+
+logger = logging.getLogger("freshcache")
+
+#: ``Outcome.reason`` of a computation that read the database but depends on no tag.
+UNTRACKED_READS = "read the database but depends on no tag"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -130,6 +154,159 @@ def _arguments_key(
     return "".join(parts), tags
 
 
+class _Settled:
+    """A computed value and its encoding, both made while the computation's scope was open."""
+
+    __slots__ = ("data", "error", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.data: bytes | None = None
+        self.error: Exception | None = None
+
+
+class _SettledCodec:
+    """Hand the core the bytes encoded inside the scope; decode as ``codec`` does.
+
+    The core encodes after the scope closed, where a read that encoding causes (pickling a
+    QuerySet evaluates it) would add no tag. So this codec never encodes: a value that was not
+    encoded inside its scope is refused, which the core reports as not stored.
+    """
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def dumps(self, value: Any) -> bytes:
+        if isinstance(value, _Settled):
+            if value.error is not None:
+                raise value.error
+            if value.data is not None:
+                return value.data
+        raise ValueError("it was not encoded while it was computed")
+
+    def loads(self, data: bytes) -> Any:
+        return self.codec.loads(data)
+
+
+def _refuse_deferred(value: Any, name: str) -> None:
+    """Raise ``TypeError`` for a value that can only read its data after it is returned."""
+    if isinstance(value, BaseManager):
+        model = value.model.__name__ if value.model is not None else "Model"
+        what = f"a manager of {model}, which holds no rows"
+        fix = "return its rows: `.all()` (a QuerySet is evaluated inside the call) or `list(...)`"
+    elif isinstance(value, RawQuerySet):
+        what = "a RawQuerySet, which cannot be stored with its rows"
+        fix = "return `list(Model.objects.raw(...))`"
+    elif isinstance(value, Iterator):  # generators, QuerySet.iterator(), map(), files...
+        what = f"an iterator ({type(value).__name__}), which reads only when consumed, once"
+        fix = "return a list: `return list(...)`"
+    elif isinstance(value, AsyncIterator):
+        what = f"an async iterator ({type(value).__name__}), which reads only when consumed"
+        fix = "return a list: `return [x async for x in ...]`"
+    elif inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never handed on: spare the caller "coroutine was never awaited"
+        what = f"an awaitable ({type(value).__name__}), which runs only when awaited"
+        fix = "declare the function `async def` and `await` it"
+    else:
+        return
+    raise TypeError(
+        f"@cached {name}() returned {what}: its queries would run after the call, where "
+        f"freshcache cannot see them, so nothing would ever invalidate the result. Instead, {fix}."
+    )
+
+
+def _target(value: Any, name: str) -> Any:
+    """The value to settle: a (set up) lazy object's target; raise for what cannot be settled."""
+    if isinstance(value, LazyObject):
+        value = value._wrapped
+    _refuse_deferred(value, name)
+    return value
+
+
+def _encodable(scope: Scope | None) -> bool:
+    # The core's refusals known by now: encoding a value that will not be stored is wasted
+    # work (caching disabled, a transaction that wrote, a computation already refused).
+    return (
+        scope is not None
+        and scope.uncacheable is None
+        and get_settings().enabled
+        and not in_dirty_transaction()
+    )
+
+
+def _encode_into(settled: _Settled, codec: Codec) -> None:
+    try:
+        settled.data = codec.dumps(settled.value)
+        settled.error = None
+    except Exception as exc:  # reported by the core as "value cannot be encoded: ..."
+        settled.error = exc
+
+
+def _check_tags(scope: Scope | None, name: str) -> None:
+    """Refuse a result that read the database yet depends on no tag: nothing would bump it."""
+    if scope is None or not scope.reads or scope.tags or scope.uncacheable is not None:
+        return
+    if not get_settings().enabled:
+        return  # nothing is stored: no refusal to report
+    scope.refuse(UNTRACKED_READS)
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning(
+            "freshcache: @cached %s() ran %d database queries but depends on no tag, so its "
+            "results are not stored: every query read only tables freshcache does not track "
+            "(FRESHCACHE['EXCLUDE'], raw SQL naming no table) or matched nothing without "
+            "reaching the database. Name what it depends on with depends_on(...).",
+            name,
+            scope.reads,
+        )
+
+
+_warned: set[str] = set()
+
+
+def _settle(value: Any, name: str, codec: Codec) -> _Settled:
+    """Read everything ``value`` will read, and encode it, inside the open scope."""
+    if isinstance(value, LazyObject) and value._wrapped is empty:
+        value._setup()
+    value = _target(value, name)
+    if isinstance(value, models.QuerySet):
+        # Evaluated here, its result cache filled: the caller still gets a QuerySet, and
+        # iterating it (or a hit's copy of it) runs no query.
+        len(value)
+    settled = _Settled(value)
+    scope = current_scope()
+    if _encodable(scope):
+        _encode_into(settled, codec)
+    _check_tags(scope, name)
+    return settled
+
+
+async def _asettle(value: Any, name: str, codec: Codec) -> _Settled:
+    """:func:`_settle` for ``async`` functions: database work runs off the event loop."""
+    if isinstance(value, LazyObject) and value._wrapped is empty:
+        await sync_to_async(value._setup)()
+    value = _target(value, name)
+    if isinstance(value, models.QuerySet) and value._result_cache is None:
+        await sync_to_async(len)(value)
+    settled = _Settled(value)
+    scope = current_scope()
+    if _encodable(scope):
+        _encode_into(settled, codec)
+        if isinstance(settled.error, SynchronousOnlyOperation):
+            # Encoding evaluated something lazy (a QuerySet inside a dict): again, off the loop;
+            # the scope is a ContextVar, so the reads there are still this computation's.
+            await sync_to_async(_encode_into)(settled, codec)
+    _check_tags(scope, name)
+    return settled
+
+
+def _unsettled(out: Outcome[Any]) -> Outcome[Any]:
+    if type(out.value) is _Settled:
+        return dataclasses.replace(out, value=out.value.value)
+    return out
+
+
 @overload
 def cached(fn: Callable[P, R], /) -> Callable[P, R]: ...
 
@@ -174,6 +351,8 @@ def cached(
         qualname = name or f"{func.__module__}.{func.__qualname__}"
         signature = inspect.signature(func)
         simple = _simple_parameters(signature)  # once per function, not per call
+        inner = codec or PICKLE
+        settled_codec = _SettledCodec(inner)
 
         if inspect.iscoroutinefunction(func):
 
@@ -182,9 +361,11 @@ def cached(
 
                 async def compute() -> Any:
                     add_tags(arg_tags)
-                    return await func(*args, **kwargs)
+                    return await _asettle(await func(*args, **kwargs), qualname, inner)
 
-                return await afetch(key, compute, store=store, codec=codec, timeout=timeout)
+                return _unsettled(
+                    await afetch(key, compute, store=store, codec=settled_codec, timeout=timeout)
+                )
 
             @functools.wraps(func)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
@@ -198,9 +379,10 @@ def cached(
 
             def compute() -> Any:
                 add_tags(arg_tags)
-                return func(*args, **kwargs)
+                return _settle(func(*args, **kwargs), qualname, inner)
 
-            return fetch(key, compute, store=store, codec=codec, timeout=timeout)
+            out = fetch(key, compute, store=store, codec=settled_codec, timeout=timeout)
+            return _unsettled(out)
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -29,8 +29,13 @@ class Scope:
     #: Why the result must not be stored (first reason wins); ``None`` while it may be.
     uncacheable: str | None = None
     parent: Scope | None = None
+    #: Database reads capture saw in this scope itself (inner scopes count their own). Reads
+    #: that leave the scope with no tag at all are a bug signal: ``@cached`` refuses to store.
+    reads: int = 0
 
     def add(self, tags: Iterable[str]) -> None:
+        """Record one database read (called by capture) and the tags it depends on."""
+        self.reads += 1
         self.tags.update(tags)
 
     def refuse(self, reason: str) -> None:

@@ -73,6 +73,9 @@ def cache_page(
 
         @method_decorator(cache_page, name="dispatch")
         class PostView(DetailView): ...
+
+    A ``TemplateResponse`` (what generic views return) is rendered inside the cached
+    computation, so what its template reads is tracked; a streaming response is never stored.
     """
     codes = None if statuses is None else tuple(int(s) for s in statuses)
     if codes and any(code >= 500 for code in codes):

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
+from django.template.response import SimpleTemplateResponse
 from django.utils.cache import (  # type: ignore[attr-defined]
     cc_delim_re,
     get_conditional_response,
@@ -148,7 +149,9 @@ def page_from_response(
 ) -> Page | str:
     """Return the storable form of ``response``, or why it must not be stored."""
     if response.streaming:
-        return "streaming response"
+        return "streaming response"  # its body is read after the page's computation ended
+    if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
+        return "template response not rendered inside the page"
     if response.status_code not in statuses or response.status_code >= 500:
         return f"status {response.status_code}"
     assert isinstance(response, HttpResponse)

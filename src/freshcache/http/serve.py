@@ -4,10 +4,11 @@ For a GET or HEAD request that passes the request checks (no ``Authorization``, 
 session unless the view varies per user, a valid host, a bounded query string):
 
 1. ``fetch(key1, render)`` where ``key1`` covers the URL and the declared varying inputs.
-2. The render runs under a :class:`~freshcache.http.guard.Guard`; the response is checked
-   (status, cookies, ``Cache-Control``, ``Vary``), its CSRF tokens and placeholders are cut out,
-   and the resulting :class:`~freshcache.http.page.Page` is what the core stores — or the scope is
-   marked uncacheable and only the live response is served.
+2. The render runs under a :class:`~freshcache.http.guard.Guard` (a ``TemplateResponse`` is
+   rendered there too, not after the view returns); the response is checked (status, cookies,
+   ``Cache-Control``, ``Vary``), its CSRF tokens and placeholders are cut out, and the resulting
+   :class:`~freshcache.http.page.Page` is what the core stores — or the scope is marked
+   uncacheable and only the live response is served.
 3. If the response varies on headers the key did not cover (``Vary`` set by the view), a small
    :class:`~freshcache.http.page.VaryMarker` naming them is stored under ``key1`` instead, and the
    next request looks the page up under ``key2 = key1 + those headers' values``. Declaring
@@ -22,11 +23,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.template.response import SimpleTemplateResponse
 
 from ..conf import get_settings
 from ..core import Outcome, afetch, fetch
@@ -184,6 +187,18 @@ def _prepare(request: HttpRequest, options: PageOptions, args: tuple, kwargs: di
     return plan
 
 
+def _unrendered(response: HttpResponseBase) -> TypeGuard[SimpleTemplateResponse]:
+    """True for a ``TemplateResponse`` not rendered yet (generic class-based views return one).
+
+    Django renders it after the view returns, outside the page's scope and guard: its
+    template's reads (the database, the request) would escape both, and the page could not be
+    stored. So the page's computation renders it, inside them. A ``process_template_response``
+    middleware then gets a rendered response: changing its template or context has no effect,
+    as on a hit, where it is not called at all (see docs/limits.md).
+    """
+    return isinstance(response, SimpleTemplateResponse) and not response.is_rendered
+
+
 def _header_enabled() -> bool:
     value = get_settings().header
     return settings.DEBUG if value is None else value
@@ -258,6 +273,8 @@ def serve(
             guard = plan.guard(vary, first)
             with guarded(request, guard):
                 response = render()
+                if _unrendered(response):
+                    response.render()
             return plan.conclude(response, guard, vary, first)
 
         return run
@@ -296,6 +313,9 @@ async def aserve(
             guard = plan.guard(vary, first)
             with guarded(request, guard):
                 response = await render()
+                if _unrendered(response):
+                    # As Django's async handler does: templates may query the database.
+                    await sync_to_async(response.render)()
             return plan.conclude(response, guard, vary, first)
 
         return run
