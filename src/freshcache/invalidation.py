@@ -56,7 +56,7 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
     ``default`` for tags and model classes.
     """
     if using is not None:
-        invalidate_tags(tags_for(items), using=using)
+        invalidate_tags(_tags(items), using=using)
         return
     # Each instance's tags follow its own database's transaction: a bump deferred to the
     # commit of the wrong connection could land before the write it stands for commits.
@@ -65,7 +65,41 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
         db = getattr(getattr(item, "_state", None), "db", None) or DEFAULT_DB_ALIAS
         groups.setdefault(db, []).append(item)
     for db, group in groups.items():
-        invalidate_tags(tags_for(group), using=db)
+        invalidate_tags(_tags(group), using=db)
+
+
+def _tags(items: Collection[Taggable]) -> set[str]:
+    """The tags of ``items``, widened so that every reader of that data is reached.
+
+    A model class is its whole table: the table tag and every keyed column's wildcard (a reader
+    that filtered ``author_id=7`` depends on ``blog.post?author_id=7`` and the wildcard, not on
+    the table tag). An instance is its row: its instance tag and the predicate tags of its keyed
+    columns' current values, so the listings that show it miss too.
+    """
+    from django.db import models
+
+    from .capture.tables import registry
+
+    tags = tags_for(items)
+    reg = registry()
+    for item in items:
+        if isinstance(item, type) and issubclass(item, models.Model):
+            info = reg.tables.get((item._meta.concrete_model or item)._meta.db_table)
+            if info is not None:
+                tags |= info.all_wildcards(None)
+        elif isinstance(item, models.Model) and item.pk is not None:
+            concrete = item._meta.concrete_model or type(item)
+            info = reg.tables.get(concrete._meta.db_table)
+            if info is None:
+                continue
+            db = item._state.db
+            for column, kc in info.keyed.items():
+                try:
+                    value = kc.normalize(getattr(item, kc.field.attname))
+                    tags.add(info.tag(column, value, db))
+                except (AttributeError, TypeError, ValueError):
+                    tags.add(info.wildcard(column, db))
+    return tags
 
 
 def invalidate_tags(
