@@ -174,24 +174,59 @@ def prepare_notices(conn: Any) -> None:
     setattr(raw, _NOTICE_READY, True)
 
 
-def take_marks(conn: Any, tables: Iterable[str] | None) -> list[int]:
-    """The ids of the log rows the last statements on ``conn`` wrote for ``tables``.
+def take_marks(
+    conn: Any,
+    tables: Iterable[str] | None,
+    tags: Collection[str] = (),
+    using: str = "default",
+) -> list[int]:
+    """The ids of the log rows the last statements on ``conn`` wrote that ``tags`` cover.
 
-    ``tables=None``: any table. Rows of other tables (a cascade defined in SQL, a user's trigger)
-    are left to the relays: the writer's tags do not cover them.
+    The triggers send each row's content with its id (up to :data:`triggers.NOTICE_ROWS`
+    rows). A row is claimed only when the writer's own ``tags`` cover every tag the row decodes
+    to (a wildcard covers its column): the database may have written other values than the ORM
+    assigned (a ``BEFORE`` trigger, a generated column), and a claimed row is never applied by a
+    relay. Rows of other tables (a cascade or a trigger defined in SQL), rows too large to be
+    sent, and rows not covered are left to the relays. ``tables=None``: any table.
     """
     raw = getattr(conn, "connection", None)
     notices: list[str] | None = getattr(raw, _NOTICES, None)
     if not notices:
         return []
     wanted = None if tables is None else set(tables)
+    have = set(tags)
     marks = []
     for text in notices:
-        ident, _, table = text.partition(" ")
-        if (wanted is None or table in wanted) and ident.isdigit():
+        ident, _, rest = text.partition(" ")
+        table, _, payload = rest.partition(" ")
+        if not ident.isdigit() or (wanted is not None and table not in wanted) or not payload:
+            continue
+        try:
+            content = _json(payload)
+            row = {
+                "id": int(ident), "source": "trigger", "tbl": table, "op": content["op"],
+                "columns": content["c"], "old": content["o"], "new": content["n"],
+            }
+        except (ValueError, KeyError, TypeError):
+            continue
+        if _covered(decode(row, using), have):
             marks.append(int(ident))
     notices.clear()
     return marks
+
+
+def _covered(needed: set[str], have: set[str]) -> bool:
+    for tag in needed:
+        if tag in have:
+            continue
+        base, sep, _ = tag.rpartition("=")
+        if sep and base + "=*" in have:
+            continue
+        base, sep, _ = tag.rpartition(":")
+        if sep and "?" not in base and base + ":*" in have:
+            continue
+        return False
+    return True
 
 
 def clear_notices(conn: Any) -> None:
@@ -265,8 +300,10 @@ def _trigger_tags(row: dict[str, Any], info: Any, using: str) -> set[str]:
     tags = {info.table_tag(using)}
     tags |= row_tags(info, using, columns, rows)
     # A keyed column the trigger did not record (installed before the column was keyed):
-    # its readers are reached through the wildcard.
+    # its readers are reached through the wildcard. A recorded column this process does not
+    # know as keyed (newer code installed the trigger: a rolling deploy): likewise.
     tags |= {info.wildcard(c, using) for c in info.keyed if c not in columns}
+    tags |= {info.wildcard(c, using) for c in columns if c not in info.keyed}
     return tags
 
 

@@ -56,11 +56,14 @@ def _internal(fn: Callable[[], Any]) -> Any:
     return run(fn)
 
 
-def drain(using: str, *, limit: int = BATCH) -> tuple[int, int, float | None]:
+def drain(
+    using: str, *, limit: int = BATCH, on_backlog: Callable[[], None] | None = None
+) -> tuple[int, int, float | None]:
     """Apply every row of the log on ``using`` to every store, then delete it.
 
-    Return ``(rows, bumped, oldest_age_seconds)``: rows read, rows bumped (the others were
-    applied by their writer already), and the age of the oldest row bumped. Raise
+    Return ``(rows, bumped, oldest_age_seconds)``: rows applied and deleted, rows bumped (the
+    others were applied by their writer already), and the age of the oldest row bumped.
+    ``on_backlog`` is called when a full batch was read (more rows wait behind it). Raise
     :class:`~freshcache.stores.StoreUnavailable` (nothing deleted) when a store cannot be
     reached, ``DatabaseError`` when the log cannot be read.
     """
@@ -89,7 +92,7 @@ def drain(using: str, *, limit: int = BATCH) -> tuple[int, int, float | None]:
                 done = max(done, store.apply(batch))
             bumped += done
             ids = [int(r["id"]) for r in rows]
-            _delete(conn, ids)
+            deleted = _delete(conn, ids)
         if bumped:
             created = rows[0]["created"]
             if created is not None and hasattr(created, "timestamp"):
@@ -98,13 +101,15 @@ def drain(using: str, *, limit: int = BATCH) -> tuple[int, int, float | None]:
         for store in all_stores():
             with contextlib.suppress(StoreUnavailable):  # a kept mark costs nothing
                 store.forget(ids)
-        total += len(rows)
-        if len(rows) < limit:
-            break
+        total += deleted
+        if len(rows) < limit or not deleted:
+            break  # done, or the rows are another relay's right now (no busy loop)
+        if on_backlog is not None:
+            on_backlog()
     return total, bumped, oldest
 
 
-def _delete(conn: Any, ids: list[int]) -> None:
+def _delete(conn: Any, ids: list[int]) -> int:
     marks = ", ".join(["%s"] * len(ids))
     sql = f"DELETE FROM freshcache_log WHERE id IN ({marks})"
     if conn.vendor == "postgresql":
@@ -115,6 +120,7 @@ def _delete(conn: Any, ids: list[int]) -> None:
         )
     with conn.cursor() as cursor:
         _internal(lambda: cursor.execute(sql, ids))
+        return max(0, int(cursor.rowcount))
 
 
 class Relay:
@@ -217,15 +223,19 @@ class Relay:
         try:
             while not self._stop.is_set():
                 try:
-                    rows, bumped, oldest = drain(using)
+                    # A backlog (a full batch, more behind it) is stale data until applied:
+                    # reads wait for it like for a failed bump.
+                    rows, bumped, oldest = drain(using, on_backlog=self._backlog)
                 except StoreUnavailable as exc:
                     self.pending = True
                     self._report(f"a store is unreachable: {exc}")
                     self._stop.wait(RETRY_SECONDS)
                     continue
-                except Exception as exc:  # the log cannot be read: the database is down
+                except Exception as exc:  # the database is down, the log table gone or locked
                     failures += 1
-                    self._report(f"the invalidation log cannot be read: {exc}")
+                    # Rows may wait that nobody applies: fail toward fresh.
+                    self.pending = True
+                    self._report(f"the invalidation log cannot be read or emptied: {exc}")
                     connections[using].close()
                     listener = _close(listener)
                     self._stop.wait(min(2.0, RETRY_SECONDS * 2**failures))
@@ -250,11 +260,15 @@ class Relay:
             _close(listener)
             connections[using].close()
 
+    def _backlog(self) -> None:
+        self.pending = True
+
     def _report(self, error: str) -> None:
         self.last_error = error
         if not self._warned:
             self._warned = True
-            logger.warning("freshcache relay: %s; retrying (reads stay uncached meanwhile)", error)
+            meanwhile = " (reads in this process stay uncached meanwhile)" if self is _relay else ""
+            logger.warning("freshcache relay: %s; retrying%s", error, meanwhile)
 
     def _wait(self, using: str, listener: Any) -> Any:
         """Wait for a notification, a wake-up or the poll interval; return the listener."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,11 @@ logger = logging.getLogger("freshcache")
 #: Past this many rows in one statement, a trigger records no values (the table's wildcards are
 #: bumped instead), like the ORM capture's own limit.
 MAX_ROWS = 1000
+#: Past this many rows, the NOTICE to a Django writer carries no values: the writer then does
+#: not claim the row, and a relay applies it (one extra miss for such large statements).
+NOTICE_ROWS = 100
 #: Bumped when the trigger body changes: ``status`` then reports installed triggers as outdated.
-VERSION = 5
+VERSION = 6
 _OPS = (("ins", "INSERT", "REFERENCING NEW TABLE AS new_rows"),
         ("upd", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
         ("del", "DELETE", "REFERENCING OLD TABLE AS old_rows"),
@@ -130,15 +134,23 @@ BEGIN
     o := NULL;
     nw := NULL;
   ELSE
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-      {agg("old_rows", "n_old", "o")}
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-      {agg("new_rows", "n_new", "nw")}
-    END IF;
-    IF n_old = 0 AND n_new = 0 THEN
-      RETURN NULL;
-    END IF;{volatile}
+    BEGIN
+      IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        {agg("old_rows", "n_old", "o")}
+      END IF;
+      IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        {agg("new_rows", "n_new", "nw")}
+      END IF;
+      IF n_old = 0 AND n_new = 0 THEN
+        RETURN NULL;
+      END IF;{volatile}
+    EXCEPTION WHEN OTHERS THEN
+      -- A recorded column was renamed or dropped since install (a migration, a DBA): log the
+      -- statement without values (the relay bumps the table's wildcards), never fail the write.
+      o := NULL;
+      nw := NULL;
+      n_old := {MAX_ROWS} + 1;
+    END;
   END IF;
   INSERT INTO {log_table} (created, source, tbl, op, columns, old, new, tags)
   VALUES (now(), 'trigger', TG_TABLE_NAME, TG_OP, {columns}, o, nw, '')
@@ -146,7 +158,12 @@ BEGIN
   IF pg_trigger_depth() = 1 AND current_setting('freshcache.notice', true) = 'on' THEN
     -- A Django writer: its own bump follows the COMMIT (relays may let it go first).
     PERFORM pg_notify('freshcache', 'django');
-    RAISE NOTICE 'freshcache-log % %', lid, TG_TABLE_NAME;
+    -- The row's content travels with its id, so the writer claims it only if its own tags
+    -- cover what the database really wrote (see log.take_marks).
+    RAISE NOTICE 'freshcache-log % % %', lid, TG_TABLE_NAME,
+      CASE WHEN n_old + n_new <= {NOTICE_ROWS}
+        THEN jsonb_build_object('op', TG_OP, 'c', {columns}, 'o', o, 'n', nw)::text
+        ELSE '' END;
   ELSE
     -- Nobody else will bump this row: relays apply it at once.
     PERFORM pg_notify('freshcache', 'outside');
@@ -289,23 +306,37 @@ def uninstall(using: str = "default") -> int:
 class _TriggeredTables:
     """``triggered_tables(using)``: the tables whose writes the triggers log (cached)."""
 
+    #: Seconds an answer is believed: triggers dropped or disabled by another process are
+    #: noticed within this long (Django's writes are then logged by freshcache itself).
+    TTL = 5.0
+
     def __init__(self) -> None:
-        self._cache: dict[str, frozenset[str]] = {}
+        self._cache: dict[str, tuple[frozenset[str], float]] = {}
 
     def __call__(self, using: str) -> frozenset[str]:
         found = self._cache.get(using)
-        if found is None:
-            conn = connections[using]
-            if conn.vendor != "postgresql":
-                found = frozenset()
-            else:
-                try:
+        if found is not None and time.monotonic() < found[1]:
+            return found[0]
+        conn = connections[using]
+        if conn.vendor != "postgresql":
+            tables: frozenset[str] = frozenset()
+        else:
+            try:
+                from ..capture.patch import _internal
+
+                def ask() -> frozenset[str]:
                     with conn.cursor() as cursor:
-                        found = frozenset(_installed(cursor))
-                except Exception:
-                    return frozenset()  # not cached: asked again next time
-            self._cache[using] = found
-        return found
+                        return frozenset(_installed(cursor))
+
+                if conn.in_atomic_block:  # never abort the caller's transaction
+                    with transaction.atomic(using=using):
+                        tables = _internal(ask)
+                else:
+                    tables = _internal(ask)
+            except Exception:
+                return frozenset()  # not cached: asked again next time
+        self._cache[using] = (tables, time.monotonic() + self.TTL)
+        return tables
 
     def cache_clear(self) -> None:
         self._cache.clear()

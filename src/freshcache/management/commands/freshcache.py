@@ -61,6 +61,10 @@ class Command(BaseCommand):
             reset()
             self.stdout.write(f"removed the triggers of {n} table(s)")
             return
+        from ...log import ready
+
+        if not ready(using):
+            raise CommandError(f"no freshcache_log table on {using!r}: run `manage.py migrate`")
         states = triggers.install(using) if action == "install" else triggers.status(using)
         reset()
         if options["json"]:
@@ -96,7 +100,14 @@ class Command(BaseCommand):
                 "on SQLite a shared store must be configured)"
             )
         if options["once"]:
-            rows, bumped, _ = drain(using)
+            from ...stores import StoreUnavailable
+
+            try:
+                rows, bumped, _ = drain(using)
+            except StoreUnavailable as exc:
+                raise CommandError(
+                    f"a store is unreachable, nothing was applied (the rows wait): {exc}"
+                ) from exc
             self.stdout.write(f"{rows} log row(s) read, {bumped} applied")
             return
         relay = Relay()
@@ -108,7 +119,6 @@ class Command(BaseCommand):
 
     def _log(self, using: str, options: dict[str, Any]) -> None:
         from ...log import ready, triggers
-        from ...log.relay import get_relay
 
         if not ready(using):
             raise CommandError(f"no freshcache_log table on {using!r}: run `manage.py migrate`")
@@ -120,7 +130,6 @@ class Command(BaseCommand):
             age = round(max(0.0, time.time() - oldest.timestamp()), 3)
         states = triggers.status(using)
         missing = [s.table for s in states if s.state in ("missing", "outdated")]
-        relay = get_relay()
         report = {
             "database": using,
             "waiting": int(count),
@@ -128,7 +137,6 @@ class Command(BaseCommand):
             "triggers": "n/a" if connections[using].vendor != "postgresql" else (
                 "ok" if not missing else f"missing on {', '.join(missing)}"
             ),
-            "relay_error": relay.last_error,
         }
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
