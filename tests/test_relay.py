@@ -232,3 +232,86 @@ def test_log_command_reports_the_backlog(transactional_db: None) -> None:
         assert report["waiting"] == 1
         assert report["triggers"] == "ok"
         assert report["oldest_seconds"] is not None and report["oldest_seconds"] < 60
+
+
+# -- what the database writes is what counts (found by trying it as a new user) ---------------
+
+
+def _sql(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def test_a_before_trigger_that_moves_a_row_is_not_hidden_by_the_writers_bump(
+    transactional_db: None,
+) -> None:
+    """A BEFORE INSERT trigger sends the comment to another post than the ORM assigned: the
+    writer's bump covers the post it assigned, so it must not claim the log row, and a relay
+    applies the row (the other post's comment listing misses and shows the comment)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("triggers need PostgreSQL")
+    from blog.models import Author, Comment, Post
+
+    with override_settings(FRESHCACHE={"STORE": store_url("memory")}):
+        ann = Author.objects.create(name="Ann", slug="ann")
+        p1 = Post.objects.create(author=ann, title="one", slug="one", body="x")
+        p2 = Post.objects.create(author=ann, title="two", slug="two", body="x")
+
+        @cached
+        def comments(post_id: int) -> list[str]:
+            return list(Comment.objects.filter(post_id=post_id).values_list("body", flat=True))
+
+        assert comments(p2.pk) == []
+        _sql(
+            "CREATE FUNCTION fc_test_redirect() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.author_name = 'redirect' THEN NEW.post_id := {p2.pk}; END IF; "
+            "RETURN NEW; END $$"
+        )
+        _sql(
+            "CREATE TRIGGER fc_test_redirect BEFORE INSERT ON blog_comment FOR EACH ROW "
+            "EXECUTE FUNCTION fc_test_redirect()"
+        )
+        try:
+            Comment.objects.create(post=p1, author_name="redirect", body="moved")
+            deadline = time.monotonic() + 5
+            while comments(p2.pk) != ["moved"]:
+                assert time.monotonic() < deadline, "the comment never showed on post two"
+                time.sleep(0.02)
+        finally:
+            _sql("DROP TRIGGER fc_test_redirect ON blog_comment")
+            _sql("DROP FUNCTION fc_test_redirect()")
+
+
+def test_a_renamed_column_never_makes_a_write_fail(transactional_db: None) -> None:
+    """The triggers name the keyed columns they record; a column renamed since they were
+    installed (a migration, a DBA) must not break writes: the row is logged without values."""
+    if connection.vendor != "postgresql":
+        pytest.skip("triggers need PostgreSQL")
+    import psycopg
+
+    params = connection.get_connection_params()
+    outside = psycopg.connect(
+        host=params["host"], port=params["port"], user=params["user"], dbname=params["dbname"],
+        autocommit=True,
+    )
+    try:
+        outside.execute("ALTER TABLE blog_author RENAME COLUMN slug TO slug_renamed")
+        clear_log()
+        outside.execute("INSERT INTO blog_author (name, slug_renamed, bio) VALUES ('Zed', 'zed', '')")
+        row = outside.execute("SELECT tbl, op, old, new FROM freshcache_log").fetchall()
+        assert row == [("blog_author", "INSERT", None, None)]  # values unknown: wildcards
+    finally:
+        outside.execute("ALTER TABLE blog_author RENAME COLUMN slug_renamed TO slug")
+        outside.close()
+
+
+def test_a_column_this_code_does_not_key_is_bumped_by_wildcard(transactional_db: None) -> None:
+    """Newer code installed the trigger with a keyed column this process does not know (a
+    rolling deploy): its readers are reached through that column's wildcard."""
+    from freshcache.log import decode
+
+    row = {
+        "id": 1, "source": "trigger", "tbl": "blog_author", "op": "UPDATE",
+        "columns": "id,slug,nickname", "old": [[3, "ann", "a"]], "new": [[3, "ann", "b"]],
+    }
+    assert "blog.author?nickname=*" in decode(row, "default")
