@@ -13,10 +13,20 @@ reader could snapshot past it and still read the old rows.
 
 Inside an open transaction every statement of the store runs in a savepoint, so a failure in the
 cache never aborts the caller's transaction.
+
+Garbage: a row or value the store did not write (an entry's versions text emptied, truncated or
+not parsing, a payload or expiry of the wrong type, a tag version of zero or below or ahead of the
+sequence, a mark row holding anything but a bump's version, a SQLite sequence row that is missing
+or not an integer) is never trusted and never an exception: an entry misses, a tag version counts
+as lost (the first-sighting rule applies, and the row is replaced), a mark is no mark (its log
+row is bumped again), and a broken SQLite sequence restarts above every tag version with every
+entry deleted, logged once at WARNING. A well-formed value written from outside (a plausible
+version number) cannot be told from a real one.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -33,12 +43,24 @@ __all__ = ["DatabaseStore"]
 
 T = TypeVar("T")
 
+logger = logging.getLogger("freshcache.stores.database")
+
 #: The database store has no epochs: its sequence is never reset (not even by ``flush``).
 EPOCH = "db"
 _CHUNK = 500
 #: A stored version is ``seq << SHIFT | nonce``: bumps have nonce 0; a tag seen for the first
 #: time gets the current position and a random nonce, so it never looks like a bump to anyone.
 SHIFT = 20
+_NONCE = (1 << SHIFT) - 1
+#: The first line of an entry's versions text, with the number of lines after it. Text without
+#: it, or with fewer lines (emptied or truncated from outside), would otherwise validate an
+#: entry against fewer tags than it depends on.
+HEADER = "fc1"
+#: A SQLite sequence row restarted after it was lost or corrupted jumps this far above the
+#: highest tag version, past any snapshot a computation in flight may hold.
+RESTART_GAP = 1 << 20
+#: Tag versions whose sequence part is beyond this are not taken into account by that restart.
+_MAX_SEQ = 1 << 40
 
 
 class DatabaseStore(Store):
@@ -79,27 +101,78 @@ class DatabaseStore(Store):
             cursor.execute(
                 "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM freshcache_seq"
             )
-        else:
-            cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
+            return int(cursor.fetchone()[0])
+        cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
         row = cursor.fetchone()
-        return int(row[0]) if row else 0
+        value = _integer(row[0]) if row else None
+        if value is None or value < 0:
+            return self._restart_sequence(cursor, corrupt=row is not None)
+        return value
 
     def _next(self, cursor: Any) -> int:
         if self.connection.vendor == "postgresql":
             cursor.execute("SELECT nextval('freshcache_seq')")
-        else:
-            cursor.execute("UPDATE freshcache_sequence SET value = value + 1 WHERE name = 'global'")
-            cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
+            return int(cursor.fetchone()[0])
+        step = (
+            "UPDATE freshcache_sequence SET value = value + 1 "
+            "WHERE name = 'global' AND typeof(value) = 'integer' AND value >= 0"
+        )
+        cursor.execute(step)
+        if cursor.rowcount != 1:
+            self._current(cursor)  # restarts it
+            cursor.execute(step)
+        cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
         return int(cursor.fetchone()[0])
 
-    def _versions(self, cursor: Any, tags: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _restart_sequence(self, cursor: Any, *, corrupt: bool) -> int:
+        """Rebuild a SQLite sequence row that is missing or not an integer (see the docstring).
+
+        Its old value is unknown, so the new one must exceed every version handed out: start
+        above the highest tag version, and delete every entry (an entry may record a version of
+        a tag whose row is gone). A missing row (``manage.py flush`` deletes it with every other
+        row) is silent; a row holding garbage is logged. PostgreSQL's native sequence cannot
+        hold garbage.
+        """
+        cursor.execute("SELECT version FROM freshcache_tag")
+        seqs = (v >> SHIFT for v in map(_version, (r[0] for r in cursor.fetchall())) if v)
+        value = max((q for q in seqs if q <= _MAX_SEQ), default=0) + RESTART_GAP
+        cursor.execute("DELETE FROM freshcache_sequence WHERE name = 'global'")
+        cursor.execute(
+            "INSERT INTO freshcache_sequence (name, value) VALUES ('global', %s)", [value]
+        )
+        cursor.execute("DELETE FROM freshcache_entry")
+        if corrupt:
+            logger.warning(
+                "freshcache store %r: the sequence row of freshcache_sequence was not an integer; "
+                "restarted it at %d and deleted every entry",
+                self.name,
+                value,
+            )
+        return value
+
+    def _rows(self, cursor: Any, tags: list[str]) -> dict[str, Any]:
+        """The stored version of each tag that has a row, as stored (possibly garbage)."""
+        found: dict[str, Any] = {}
         for start in range(0, len(tags), _CHUNK):
             chunk = tags[start : start + _CHUNK]
             marks = ", ".join(["%s"] * len(chunk))
             cursor.execute(f"SELECT tag, version FROM freshcache_tag WHERE tag IN ({marks})", chunk)
-            found.update((tag, int(version)) for tag, version in cursor.fetchall())
+            found.update(cursor.fetchall())
         return found
+
+    def _versions(self, cursor: Any, tags: list[str]) -> dict[str, int]:
+        """The version of each tag that has a usable one (a garbage version counts as none)."""
+        found = ((tag, _version(value)) for tag, value in self._rows(cursor, tags).items())
+        return {tag: version for tag, version in found if version is not None}
+
+    def _marked(self, cursor: Any, marks: Collection[int]) -> set[int]:
+        """The marks recorded: rows holding a bump's version, no newer than the sequence."""
+        rows = self._versions(cursor, [_mark(m) for m in marks])
+        bumps = {name: v for name, v in rows.items() if v & _NONCE == 0}
+        if not bumps:
+            return set()
+        current = self._current(cursor)
+        return {m for m in marks if _mark(m) in bumps and bumps[_mark(m)] >> SHIFT <= current}
 
     def _upsert_tags(self, cursor: Any, tags: list[str], version: int, *, replace: bool) -> None:
         conflict = "DO UPDATE SET version = excluded.version" if replace else "DO NOTHING"
@@ -113,6 +186,14 @@ class DatabaseStore(Store):
                 f"INSERT INTO freshcache_tag (tag, version) VALUES {values} "
                 f"ON CONFLICT (tag) {conflict}",
                 params,
+            )
+
+    def _replace_garbage(self, cursor: Any, found: dict[str, Any], version: int) -> None:
+        """Give tags whose row holds garbage ``version``, unless a bump replaced it meanwhile."""
+        for tag, old in sorted(found.items()):
+            cursor.execute(
+                "UPDATE freshcache_tag SET version = %s WHERE tag = %s AND version = %s",
+                [version, tag, old],
             )
 
     # -- the contract ------------------------------------------------------------------------
@@ -131,12 +212,14 @@ class DatabaseStore(Store):
             )
             row = cursor.fetchone()
             if row is not None:
-                payload, text, expires = row
-                recorded = _parse(text)
-                if expires is None or expires > time.time():
-                    current = self._versions(cursor, list(recorded))
-                    if current == recorded:
-                        return Hit(bytes(payload), frozenset(recorded))
+                payload, recorded = _payload(row[0]), _parse(row[1])
+                if (
+                    payload is not None
+                    and recorded is not None
+                    and _alive(row[2])
+                    and self._versions(cursor, list(recorded)) == recorded
+                ):
+                    return Hit(payload, frozenset(recorded))
             return Snapshot(EPOCH, seq)
 
         return self._run(run)
@@ -144,10 +227,15 @@ class DatabaseStore(Store):
     def _lookup_postgresql(self, cursor: Any, key: str) -> Hit | Snapshot:
         # One round trip for a hit and for a miss: the sequence position, the entry, and how many
         # of its recorded tag versions no longer match (tags never contain tabs or newlines).
+        # The text is then checked here: a header and line count that do not match, or a line
+        # that does not parse, make a miss whatever the count of changed versions says.
         cursor.execute(_PG_LOOKUP, [key])
         seq, payload, text, expires, changed = cursor.fetchone()
-        if payload is not None and changed == 0 and (expires is None or expires > time.time()):
-            return Hit(bytes(payload), frozenset(_parse(text)))
+        if payload is not None and changed == 0 and _alive(expires):
+            recorded = _parse(text)
+            data = _payload(payload)
+            if recorded is not None and data is not None:
+                return Hit(data, frozenset(recorded))
         return Snapshot(EPOCH, int(seq))
 
     def set(
@@ -163,23 +251,42 @@ class DatabaseStore(Store):
         wanted = sorted(set(tags))
 
         def run(cursor: Any) -> bool:
-            versions = self._versions(cursor, wanted)
+            found = self._rows(cursor, wanted)
+            versions: dict[str, int] = {}
+            garbage: dict[str, Any] = {}
+            for tag, value in found.items():
+                version = _version(value)
+                if version is None:
+                    garbage[tag] = value
+                else:
+                    versions[tag] = version
             if any(v >> SHIFT > snapshot.seq for v in versions.values()):
+                # Bumped since the snapshot. A version ahead of the sequence itself was never
+                # handed out (it was written from outside): replace it, or no entry depending
+                # on that tag could be stored again until the tag is bumped.
+                current = self._current(cursor)
+                ahead = {t: found[t] for t, v in versions.items() if v >> SHIFT > current}
+                self._replace_garbage(cursor, ahead, _first_sighting(current))
                 return False
             missing = [t for t in wanted if t not in versions]
             if missing:
-                # First sighting (or deleted): a version at the current position. Storing now
-                # is safe only if nothing was bumped since the snapshot, because the missing
-                # version may have been such a bump.
+                # First sighting (or deleted, or garbage): a version at the current position.
+                # Storing now is safe only if nothing was bumped since the snapshot, because the
+                # missing version may have been such a bump.
                 current = self._current(cursor)
-                fresh = current << SHIFT | (secrets.randbelow((1 << SHIFT) - 1) + 1)
-                self._upsert_tags(cursor, missing, fresh, replace=False)
+                fresh = _first_sighting(current)
+                absent = [t for t in missing if t not in garbage]
+                self._upsert_tags(cursor, absent, fresh, replace=False)
+                self._replace_garbage(cursor, garbage, fresh)
                 if current != snapshot.seq:
                     return False
-                versions.update(self._versions(cursor, missing))
-                if any(versions.get(t, fresh) >> SHIFT > snapshot.seq for t in missing):
+                seen = self._versions(cursor, missing)
+                if len(seen) != len(missing) or any(
+                    v >> SHIFT > snapshot.seq for v in seen.values()
+                ):
                     return False
-            text = "\n".join(f"{t}\t{versions[t]}" for t in wanted)
+                versions.update(seen)
+            text = "\n".join([f"{HEADER} {len(wanted)}", *(f"{t}\t{versions[t]}" for t in wanted)])
             expires = None if timeout is None else time.time() + timeout
             cursor.execute(
                 "INSERT INTO freshcache_entry (key, payload, versions, expires) "
@@ -199,9 +306,11 @@ class DatabaseStore(Store):
         ordered = sorted(set(tags) | {_mark(m) for m in marks})
 
         def run(cursor: Any) -> None:
-            if marks and len(self._versions(cursor, [_mark(m) for m in marks])) == len(set(marks)):
+            if marks and len(self._marked(cursor, marks)) == len(set(marks)):
                 return  # a relay applied these log rows after they committed
-            version = self._next(cursor) << SHIFT if tags else 0  # marks only: no step
+            # Marks only: no step, and the marks hold the current position (a mark must hold a
+            # bump's version to count as one, see _marked).
+            version = (self._next(cursor) if tags else self._current(cursor)) << SHIFT
             self._upsert_tags(cursor, ordered, version, replace=True)
 
         self._run(run)
@@ -211,7 +320,7 @@ class DatabaseStore(Store):
             return 0
 
         def run(cursor: Any) -> int:
-            done = set(self._versions(cursor, [_mark(m) for m, _ in batch]))
+            done = {_mark(m) for m in self._marked(cursor, [m for m, _ in batch])}
             todo = [(m, tags) for m, tags in batch if _mark(m) not in done]
             if not todo:
                 return 0
@@ -270,7 +379,8 @@ SELECT
   e.versions,
   e.expires,
   (SELECT count(*)
-     FROM regexp_split_to_table(e.versions, E'\\n') AS line
+     FROM regexp_split_to_table(substr(e.versions, strpos(e.versions, E'\\n') + 1), E'\\n')
+          AS line
      LEFT JOIN freshcache_tag t ON t.tag = split_part(line, E'\\t', 1)
     WHERE line <> ''
       AND (t.version IS NULL OR t.version::text <> split_part(line, E'\\t', 2)))
@@ -284,10 +394,59 @@ def _mark(log_id: int) -> str:
     return f"log mark:{int(log_id)}"
 
 
-def _parse(text: str) -> dict[str, int]:
+def _first_sighting(current: int) -> int:
+    return current << SHIFT | (secrets.randbelow(_NONCE) + 1)
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` if it is an integer (SQLite columns hold any type), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _version(value: Any) -> int | None:
+    """A stored tag version, or None when it is not one the store could have written: every
+    version is positive (bumps are ``seq << SHIFT`` with seq >= 1; first sightings carry a
+    nonce >= 1)."""
+    version = _integer(value)
+    return version if version is not None and version > 0 else None
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _parse(text: Any) -> dict[str, int] | None:
+    """An entry's recorded versions, or None when the text is not exactly what ``set`` writes:
+    ``"fc1 N"``, then N ``"tag\\tversion"`` lines, each version a positive integer as PostgreSQL
+    prints it (the lookup compares the text)."""
+    if not isinstance(text, str):
+        return None
+    head, newline, body = text.partition("\n")
+    count = head.removeprefix(HEADER + " ")
+    if not newline or count == head or not _digits(count):
+        return None
+    lines = body.split("\n") if body else []
+    if len(lines) != int(count):
+        return None
     out: dict[str, int] = {}
-    for line in text.split("\n"):
-        if line:
-            tag, _, version = line.rpartition("\t")
-            out[tag] = int(version)
-    return out
+    for line in lines:
+        tag, tab, version = line.partition("\t")
+        if not tag or not tab or not _digits(version) or version.startswith("0"):
+            return None
+        out[tag] = int(version)
+    return out if len(out) == len(lines) else None
+
+
+def _payload(value: Any) -> bytes | None:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return None
+
+
+def _alive(expires: Any) -> bool:
+    """True if an entry with this expiry may be served (garbage, NaN or past: no)."""
+    if expires is None:
+        return True
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+        return False
+    return expires > time.time()

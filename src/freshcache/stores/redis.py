@@ -5,16 +5,25 @@ Cluster slot and the scripts may touch them together):
 
 * ``{P}:epoch``  random token naming the current epoch;
 * ``{P}:seq``    the global sequence (an integer, INCR only);
-* ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>"`` after a bump, ``"<epoch>:<seq>:<nonce>"``
+* ``{P}:seq:copy`` the highest value the scripts saw the sequence at: a sequence below it (set
+  back by hand, or not an integer at all) starts a new epoch (``lua/_position.lua``);
+* ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>."`` after a bump, ``"<epoch>:<seq>:<nonce>."``
   when first seen; never expires (eviction is safe: see ``lua/set.lua``);
 * ``{P}:e:KEY``  an entry: one string, ``"<epoch>\\n<n>\\n"``, n bytes of ``"tag\\tversion\\n"``
   (its tags and their versions), then the payload: a tag costs its own bytes, nothing more.
 * ``{P}:server`` the run id of the Redis server the current epoch belongs to;
-* ``{P}:m:ID``   the mark of invalidation-log row ID, set with the bump that applied it; it
-  expires after :data:`MARK_TTL_MS` (a relay applies a row within seconds; an expired mark
-  costs one extra bump, never a lost one).
+* ``{P}:m:ID``   the mark of invalidation-log row ID, set with the bump that applied it (it
+  holds the epoch's token); it expires after :data:`MARK_TTL_MS` (a relay applies a row within
+  seconds; an expired mark costs one extra bump, never a lost one).
 
 Every operation is one Lua script (``lua/``), so each check-and-act is atomic on the server.
+
+Garbage: any of these keys may hold what freshcache did not write (another type, another
+application's value, a hand-typed ``SET``). The scripts read every key without failing on it and
+treat such a value as missing: an entry misses and is deleted, a tag version counts as lost (the
+first-sighting rule then applies), a mark is no mark (its row is bumped again), and a sequence
+or epoch that cannot be trusted starts a new epoch, logged once at WARNING. A reply the client
+cannot parse is a bypass (:class:`StoreUnavailable`), never an exception for the caller.
 
 Failure handling: socket timeouts are short, and a circuit breaker stops *lookups and stores*
 for ``BREAKER_SECONDS`` after an error, so an outage costs a bounded wait, never a hang. Bumps
@@ -57,7 +66,13 @@ _OPTION_NAMES = {"prefix", "socket_timeout", "connect_timeout", "breaker_seconds
 
 
 def _script(name: str) -> str:
-    return resources.files("freshcache.stores").joinpath(f"lua/{name}.lua").read_text()
+    """The script ``lua/NAME.lua``, after the helpers every script shares (``_position.lua``)."""
+    lua = resources.files("freshcache.stores").joinpath("lua")
+    return lua.joinpath("_position.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
+
+
+#: The status a script returns when it started a new epoch because the position held garbage.
+_CORRUPT = 2
 
 
 class RedisStore(Store):
@@ -102,6 +117,7 @@ class RedisStore(Store):
         )
         self._epoch_key = f"{base}:epoch"
         self._seq_key = f"{base}:seq"
+        self._copy_key = f"{base}:seq:copy"
         self._tag_prefix = f"{base}:t:"
         self._entry_prefix = f"{base}:e:"
         self._mark_prefix = f"{base}:m:"
@@ -116,6 +132,7 @@ class RedisStore(Store):
         self._rotate_needed = 0
         self._retry_timer: threading.Timer | None = None
         self._fence_script = _script("fence")
+        self._bad_reply_logged = False
 
     def _on_connect(self, connection: Any) -> None:
         """Fence every new connection (see the module docstring) before it is used."""
@@ -130,13 +147,21 @@ class RedisStore(Store):
         connection.send_command(
             "EVAL",
             self._fence_script,
-            2,
+            4,
             self._epoch_key,
             self._server_key,
+            self._seq_key,
+            self._copy_key,
             run_id,
             secrets.token_hex(8),
         )
-        connection.read_response()
+        if connection.read_response() == _CORRUPT:
+            logger.warning(
+                "freshcache store %r: the server key %s held a value freshcache did not write; "
+                "started a new epoch: every entry misses once",
+                self.name,
+                self._server_key,
+            )
 
     # -- failure handling --------------------------------------------------------------------
 
@@ -180,7 +205,7 @@ class RedisStore(Store):
             tags = set(self._failed_tags)
             rotate = self._rotate_needed
         if rotate:
-            self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
+            self._rotate()
         elif tags:
             self._run_bump(tags)
         with self._lock:
@@ -222,24 +247,69 @@ class RedisStore(Store):
 
     # -- the contract ------------------------------------------------------------------------
 
+    def _position_keys(self) -> list[str]:
+        return [self._epoch_key, self._seq_key, self._copy_key]
+
+    def _rotate(self) -> None:
+        self._scripts["rotate"](keys=self._position_keys(), args=[secrets.token_hex(8)])
+
+    def _status(self, status: Any) -> None:
+        """Log the new epoch a script started because the position held garbage."""
+        if status == _CORRUPT:
+            logger.warning(
+                "freshcache store %r: the sequence or epoch keys under %s held values freshcache "
+                "did not write (another type, not an integer, or a sequence set back); started "
+                "a new epoch: every entry misses once",
+                self.name,
+                self._epoch_key[: -len(":epoch")],
+            )
+
+    def _bad_reply(self, what: str, reply: Any, exc: BaseException) -> StoreUnavailable:
+        """A reply the scripts never send (a proxy, another server): bypass, warn once."""
+        if not self._bad_reply_logged:
+            self._bad_reply_logged = True
+            logger.warning(
+                "freshcache store %r: unexpected %s reply %.200r (%s); computing uncached",
+                self.name,
+                what,
+                reply,
+                exc,
+            )
+        return StoreUnavailable(f"{self!r}: unexpected {what} reply")
+
+    def _snapshot(self, what: str, reply: Any, epoch: Any, seq: Any, status: Any) -> Snapshot:
+        self._status(status)
+        try:
+            if not isinstance(epoch, bytes):
+                raise TypeError(f"epoch {epoch!r} is not a string")
+            return Snapshot(epoch.decode(), int(seq))
+        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise self._bad_reply(what, reply, exc) from exc
+
     def lookup(self, key: str) -> Hit | Snapshot:
-        reply: list[Any] = self._call(
+        reply: Any = self._call(
             lambda: self._scripts["lookup"](
-                keys=[self._entry_prefix + key, self._epoch_key, self._seq_key],
+                keys=[self._entry_prefix + key, *self._position_keys()],
                 args=[self._tag_prefix, secrets.token_hex(8)],
             )
         )
-        if reply[0] == 1:
-            return Hit(bytes(reply[1]), frozenset(t.decode() for t in reply[2:]))
-        return Snapshot(reply[1].decode(), int(reply[2]))
+        try:
+            if reply[0] == 1:
+                return Hit(bytes(reply[1]), frozenset(t.decode() for t in reply[2:]))
+            _, epoch, seq, status = reply
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise self._bad_reply("lookup", reply, exc) from exc
+        return self._snapshot("lookup", reply, epoch, seq, status)
 
     def begin(self) -> Snapshot:
-        epoch, seq = self._call(
-            lambda: self._scripts["begin"](
-                keys=[self._epoch_key, self._seq_key], args=[secrets.token_hex(8)]
-            )
+        reply: Any = self._call(
+            lambda: self._scripts["begin"](keys=self._position_keys(), args=[secrets.token_hex(8)])
         )
-        return Snapshot(epoch.decode(), int(seq))
+        try:
+            epoch, seq, status = reply
+        except (TypeError, ValueError) as exc:
+            raise self._bad_reply("begin", reply, exc) from exc
+        return self._snapshot("begin", reply, epoch, seq, status)
 
     def set(
         self,
@@ -250,9 +320,9 @@ class RedisStore(Store):
         timeout: float | None = None,
     ) -> bool:
         ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
-        stored = self._call(
+        reply: Any = self._call(
             lambda: self._scripts["set"](
-                keys=[self._entry_prefix + key, self._epoch_key, self._seq_key],
+                keys=[self._entry_prefix + key, *self._position_keys()],
                 args=[
                     self._tag_prefix,
                     snapshot.epoch,
@@ -260,15 +330,21 @@ class RedisStore(Store):
                     ttl_ms,
                     payload,
                     secrets.token_hex(6),
+                    secrets.token_hex(8),
                     *tags,
                 ],
             )
         )
-        return bool(stored)
+        try:
+            stored, status = reply
+        except (TypeError, ValueError) as exc:
+            raise self._bad_reply("set", reply, exc) from exc
+        self._status(status)
+        return stored == 1
 
     def _run_bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
-        self._scripts["bump"](
-            keys=[self._epoch_key, self._seq_key],
+        reply: Any = self._scripts["bump"](
+            keys=self._position_keys(),
             args=[
                 self._tag_prefix,
                 secrets.token_hex(8),
@@ -279,6 +355,9 @@ class RedisStore(Store):
                 *tags,
             ],
         )
+        # The bump is made whatever the reply says; its status is only worth a warning.
+        if isinstance(reply, list) and len(reply) == 2:
+            self._status(reply[1])
 
     def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         if not tags and not marks:
@@ -296,15 +375,23 @@ class RedisStore(Store):
         args: list[Any] = [self._tag_prefix, secrets.token_hex(8), self._mark_prefix, MARK_TTL_MS]
         for mark, tags in batch:
             args += [mark, len(tags), *tags]
-        applied = self._call(
-            lambda: self._scripts["apply"](keys=[self._epoch_key, self._seq_key], args=args),
+        reply: Any = self._call(
+            lambda: self._scripts["apply"](keys=self._position_keys(), args=args),
             breaker=False,
         )
-        return int(applied)
+        try:
+            applied, status = reply
+            count = int(applied)
+        except (TypeError, ValueError) as exc:
+            # Whether the rows were bumped is unknown: they stay in the log and are applied
+            # again (an extra bump costs a miss; a skipped one would be stale).
+            raise self._bad_reply("apply", reply, exc) from exc
+        self._status(status)
+        return count
 
     def clear(self) -> None:
         def run() -> None:
-            self._scripts["rotate"](keys=[self._epoch_key], args=[secrets.token_hex(8)])
+            self._rotate()
             base = self._epoch_key[: -len(":epoch")]
             for pattern in (f"{base}:e:*", f"{base}:t:*"):
                 batch = []

@@ -1,14 +1,6 @@
--- Read the sequence position (starting a new epoch if the sequence was lost).
--- KEYS[1] epoch key   KEYS[2] sequence key   ARGV[1] a fresh epoch token
--- Returns {epoch, seq}.
-local epoch = redis.call('GET', KEYS[1])
-local seq = redis.call('GET', KEYS[2])
-if not seq or not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-  if not seq then
-    seq = '0'
-    redis.call('SET', KEYS[2], 0)
-  end
-end
-return {epoch, seq}
+-- Read the sequence position (starting a new epoch if it is missing or unusable).
+-- KEYS[1] epoch key   KEYS[2] sequence key   KEYS[3] sequence copy key
+-- ARGV[1] a fresh epoch token
+-- Returns {epoch, seq, status} (status: see _position.lua).
+local epoch, seq, status = fc_position(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+return {epoch, seq, status}
