@@ -69,13 +69,15 @@ def bump(tags: Iterable[str], using: str, tables: Collection[str] | None = None)
     from ..invalidation import invalidate_tags
 
     marks: list[int] = []
-    logged = False
+    tags = set(tags)
     if log.is_active(using):
         conn = connections[using]
         triggered = log.triggers.triggered_tables(using)
-        logged = tables is not None and bool(tables) and all(t in triggered for t in tables)
-        marks = log.take_marks(conn, tables) if logged else []
-    invalidate_tags(tags, using=using, marks=marks, logged=logged)
+        if tables is not None and tables and all(t in triggered for t in tables):
+            marks = log.take_marks(conn, tables, tags, using)
+    # Logged by the triggers only if their rows were seen and are covered by these tags;
+    # otherwise freshcache logs the tags itself (the triggers' rows, if any, stay for relays).
+    invalidate_tags(tags, using=using, marks=marks, logged=bool(marks))
 
 
 def _needs_transaction(info: TableInfo, using: str) -> bool:
@@ -233,6 +235,8 @@ def update(compiler: Any, run: Callable[[], Any]) -> Any:
             return result
         query.add_filter("pk__in", [row[0] for row in old])
         result = run()
+        if not old:
+            return result  # no row matched: nothing changed, nothing to invalidate
         tags = {info.table_tag(using)} | _row_tags(info, using, columns, old)
         tags |= _new_values(query, using, info, columns, old, set_columns)
         bump(tags, using, [info.name])
@@ -289,5 +293,7 @@ def delete(compiler: Any, run: Callable[[], Any]) -> Any:
             return result
         query.add_filter("pk__in", [row[0] for row in old])
         result = run()
+        if not old:
+            return result  # no row matched: nothing changed, nothing to invalidate
         bump({info.table_tag(using)} | _row_tags(info, using, columns, old), using, [info.name])
         return result
