@@ -297,7 +297,9 @@ def test_a_renamed_column_never_makes_a_write_fail(transactional_db: None) -> No
     try:
         outside.execute("ALTER TABLE blog_author RENAME COLUMN slug TO slug_renamed")
         clear_log()
-        outside.execute("INSERT INTO blog_author (name, slug_renamed, bio) VALUES ('Zed', 'zed', '')")
+        outside.execute(
+            "INSERT INTO blog_author (name, slug_renamed, bio) VALUES ('Zed', 'zed', '')"
+        )
         row = outside.execute("SELECT tbl, op, old, new FROM freshcache_log").fetchall()
         assert row == [("blog_author", "INSERT", None, None)]  # values unknown: wildcards
     finally:
