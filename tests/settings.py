@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "tests.testapp",
     "tests.capture_app",
     "tests.http_app",
+    "tests.shapes_app",
 ]
 
 MIDDLEWARE = [

@@ -15,23 +15,32 @@ Django offers no documented hook that sees both a query's structure and its exec
 
 ``unpatch()`` restores the original attributes (or deletes the ones that were inherited) and
 removes the wrapper from every connection.
+
+What runs around the user's statement is bookkeeping and must never change its outcome: the
+write handlers guard themselves (``writes.py``); here, a failure to analyse a read makes the
+computation uncacheable, and a failure around a raw statement bumps every tracked table. Each
+logs one WARNING per kind; the statement's own errors propagate unchanged and it runs once.
 """
 
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.signals import connection_created
 from django.db.models.sql import compiler as sql_compiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 
-from ..scope import current_scope
+from ..scope import current_scope, mark_uncacheable
 from . import raw, reads, writes
+from .tables import registry
 
 __all__ = ["is_patched", "patch", "unpatch"]
+
+logger = logging.getLogger("freshcache")
 
 
 class _Capture:
@@ -62,9 +71,51 @@ def execute_wrapper(
         return execute(sql, params, many, context)
     token = _active.set(_INTERNAL)  # our own bookkeeping queries are not raw SQL
     try:
-        return raw.execute(execute, sql, params, many, context)
+        return _raw(execute, sql, params, many, context)
     finally:
         _active.reset(token)
+
+
+def _raw(execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+    """``raw.execute``, guarded: the statement runs once, whatever the bookkeeping does."""
+    ran: list[Any] = []
+
+    def statement(*args: Any) -> Any:
+        if ran:
+            raise RuntimeError("freshcache: a raw statement was about to run twice")
+        ran.append(None)
+        result = execute(*args)
+        ran.append(result)
+        return result
+
+    try:
+        return raw.execute(statement, sql, params, many, context)
+    except Exception as exc:
+        if ran and len(ran) < 2:
+            raise  # the statement's own error
+        if ran and isinstance(exc, DatabaseError):
+            raise  # after the statement, in its transaction: it cannot commit anyway
+        reason = f"unexpected {type(exc).__name__} in freshcache around raw SQL"
+        result = ran[1] if ran else execute(sql, params, many, context)
+        _bump_everything(context["connection"].alias, reason, exc)
+        return result
+
+
+def _bump_everything(using: str, reason: str, exc: Exception) -> None:
+    """A raw statement that freshcache failed to follow may have written any table."""
+    writes.warn_once("raw SQL", reason, "every tracked table is invalidated instead", exc)
+    mark_uncacheable(reason)
+    try:
+        tags = raw.write_tags(None, registry(), using)
+    except Exception:
+        logger.exception("freshcache: could not name the tables after raw SQL")
+        return
+    try:
+        writes.bump(tags, using, None)
+    except DatabaseError:
+        raise
+    except Exception:
+        logger.exception("freshcache: could not invalidate after raw SQL")
 
 
 def _ensure_wrapper(connection: Any) -> None:
@@ -126,9 +177,22 @@ def _execute_sql(
         if self.query.select_for_update:
             scope.refuse("select_for_update() locks rows: its result must not be reused")
         scope.add(reads.query_tags(self, capture.sqls or [], rows))
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        # Tags that cannot be named must not be guessed: the result is served, never stored.
+        reason = f"unexpected {type(exc).__name__} while analysing a read"
+        scope.refuse(f"freshcache could not analyse a query ({type(exc).__name__})")
+        what = f"a read of {_label(self.query.model)}"
+        writes.warn_once(what, reason, "the computation is not stored", exc)
     finally:
         _active.reset(token)
     return result
+
+
+def _label(model: Any) -> str:
+    meta = getattr(model, "_meta", None)
+    return str(getattr(meta, "label", model))
 
 
 def _insert_execute_sql(self: Any, returning_fields: Any = None) -> Any:

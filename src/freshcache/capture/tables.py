@@ -15,12 +15,20 @@ the model definitions alone. For each table this module computes, identically in
 * the foreign keys enforced by the database (used to prove some joins precise, see reads.py);
 * the volatile columns (``FRESHCACHE["VOLATILE_FIELDS"]``), whose updates invalidate nothing.
 
+The registry is built from the installed (current) models, but a write names its rows through
+whatever model class its query was built on: a proxy, a multi-table child, an unmanaged model
+sharing the table, or the historical model of a migration, which may lack columns the current
+model has (or the database has, once later migrations ran). :meth:`Registry.for_model` maps
+such a class onto its table: which of the table's columns it can read, which keyed columns it
+lacks (writes through it bump their wildcards), and the columns that identify a row.
+
 Excluded apps and models (``FRESHCACHE["EXCLUDE"]``, plus freshcache's own tables, always) are
 neither read-tracked nor bumped.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +38,7 @@ from django.db import models
 from ..conf import get_settings
 from ..tags import normalize_tag, predicate_tag, table_tag
 
-__all__ = ["WILDCARD", "Registry", "TableInfo", "registry", "unknown_table_tag"]
+__all__ = ["WILDCARD", "ModelColumns", "Registry", "TableInfo", "registry", "unknown_table_tag"]
 
 #: The value of a column wildcard tag: ``blog.comment?post_id=*`` is bumped by writes whose rows
 #: (or whose values for that column) are not known; every predicate reader of the column
@@ -104,13 +112,80 @@ class TableInfo:
         return tags
 
 
+@dataclass(frozen=True)
+class ModelColumns:
+    """A tracked table as one model class sees it (the class a write's query was built on)."""
+
+    info: TableInfo
+    #: The concrete model whose fields name the columns (a proxy's concrete model).
+    model: type[models.Model]
+    #: column -> attname, for the columns of the table this model declares.
+    attnames: dict[str, str]
+    #: The columns that identify a row (the primary key; several for a composite key); empty
+    #: when the model does not declare them.
+    ident: tuple[str, ...]
+    #: What a write reads of its rows: ``ident`` first, then the keyed columns it declares.
+    columns: tuple[str, ...]
+    #: Keyed columns of the table that this model does not declare: a write through it cannot
+    #: read their values, so it bumps their wildcards.
+    missing: frozenset[str]
+    #: Keyed columns the database computes (``GeneratedField``): any UPDATE may change them.
+    generated: frozenset[str]
+    #: False for an unmanaged model: its "table" may be a view whose rows cannot be locked.
+    managed: bool
+
+    def missing_wildcards(self, using: str | None) -> set[str]:
+        return {self.info.wildcard(c, using) for c in self.missing}
+
+
+def _model_columns(info: TableInfo, model: type[models.Model]) -> ModelColumns:
+    meta = (model._meta.concrete_model or model)._meta
+    concrete = meta.model
+    attnames = {f.column: f.attname for f in meta.local_concrete_fields if f.column}
+    pk = meta.pk
+    ident: tuple[str, ...] = ()
+    if pk is not None:
+        # A CompositePrimaryKey (Django 5.2+) has no column of its own, only its fields'.
+        cols = (pk.column,) if pk.column is not None else tuple(getattr(pk, "columns", ()))
+        if cols and all(c in attnames for c in cols):
+            ident = cols
+    declared = [c for c in info.keyed if c in attnames and c not in ident]
+    generated = {f.column for f in meta.local_concrete_fields if getattr(f, "generated", False)}
+    return ModelColumns(
+        info=info,
+        model=concrete,
+        attnames=attnames,
+        ident=ident,
+        columns=(*ident, *declared),
+        missing=frozenset(c for c in info.keyed if c not in attnames),
+        generated=frozenset(c for c in declared if c in generated),
+        managed=bool(meta.managed),
+    )
+
+
 @dataclass
 class Registry:
     tables: dict[str, TableInfo] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
+    # Weak keys: a migration renders a new historical model class for every state it needs.
+    _columns: weakref.WeakKeyDictionary[type[models.Model], ModelColumns | None] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
+    )
 
     def known(self, name: str) -> bool:
         return name in self.tables or name in self.excluded
+
+    def for_model(self, model: type[models.Model]) -> ModelColumns | None:
+        """How ``model`` (any class mapped to a table: a proxy, a multi-table child, an
+        unmanaged or historical model) sees its tracked table; ``None`` if it is not tracked."""
+        try:
+            return self._columns[model]
+        except KeyError:
+            pass
+        info = self.tables.get(model._meta.db_table)
+        found = _model_columns(info, model) if info is not None else None
+        self._columns[model] = found
+        return found
 
 
 def unknown_table_tag(name: str, using: str | None) -> str:
@@ -160,7 +235,9 @@ def _build(
         by_table.setdefault(meta.db_table, []).append(model)
     reg = Registry(excluded=frozenset(excluded - set(by_table)))
     for table, models_ in by_table.items():
-        models_.sort(key=lambda m: m._meta.label_lower)
+        # A managed model names the table's tags when there is one (``invalidate(Model)``
+        # names them after the model it is given), then the label decides, in every process.
+        models_.sort(key=lambda m: (not m._meta.managed, m._meta.label_lower))
         keyed: dict[str, KeyedColumn] = {}
         fks: dict[str, tuple[str, str]] = {}
         vol: set[str] = set()
