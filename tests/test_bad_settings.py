@@ -147,7 +147,7 @@ def test_with_the_relay_running_the_log_waits_too(
     assert warnings_logged(caplog) == [
         STORE_UNBUILT.format(url=url, error=error),
         f"freshcache relay: a store is unreachable: store 'default' cannot be built: {error}; "
-        "retrying (reads stay uncached meanwhile)",
+        "retrying (reads in this process stay uncached meanwhile)",
     ]
 
 

@@ -90,15 +90,16 @@ def bump(tags: Iterable[str], using: str, tables: Collection[str] | None = None)
     from ..invalidation import invalidate_tags
 
     marks: list[int] = []
+    logged = False
     tags = set(tags)
     if log.is_active(using):
         conn = connections[using]
         triggered = log.triggers.triggered_tables(using)
         if tables is not None and tables and all(t in triggered for t in tables):
-            marks = log.take_marks(conn, tables, tags, using)
-    # Logged by the triggers only if their rows were seen and are covered by these tags;
-    # otherwise freshcache logs the tags itself (the triggers' rows, if any, stay for relays).
-    invalidate_tags(tags, using=using, marks=marks, logged=bool(marks))
+            marks, logged = log.take_marks(conn, tables, tags, using)
+    # Logged by the triggers if their rows were seen (claimed when these tags cover them, else
+    # left for the relays); otherwise freshcache logs the tags itself.
+    invalidate_tags(tags, using=using, marks=marks, logged=logged)
 
 
 def _needs_transaction(info: TableInfo, using: str) -> bool:

@@ -179,7 +179,7 @@ def take_marks(
     tables: Iterable[str] | None,
     tags: Collection[str] = (),
     using: str = "default",
-) -> list[int]:
+) -> tuple[list[int], bool]:
     """The ids of the log rows the last statements on ``conn`` wrote that ``tags`` cover.
 
     The triggers send each row's content with its id (up to :data:`triggers.NOTICE_ROWS`
@@ -188,18 +188,25 @@ def take_marks(
     assigned (a ``BEFORE`` trigger, a generated column), and a claimed row is never applied by a
     relay. Rows of other tables (a cascade or a trigger defined in SQL), rows too large to be
     sent, and rows not covered are left to the relays. ``tables=None``: any table.
+
+    Return the claimed ids, and whether any row of ``tables`` was seen at all (the statement is
+    then in the log already: no row of freshcache's own is needed).
     """
     raw = getattr(conn, "connection", None)
     notices: list[str] | None = getattr(raw, _NOTICES, None)
     if not notices:
-        return []
+        return [], False
     wanted = None if tables is None else set(tables)
     have = set(tags)
     marks = []
+    seen = False
     for text in notices:
         ident, _, rest = text.partition(" ")
         table, _, payload = rest.partition(" ")
-        if not ident.isdigit() or (wanted is not None and table not in wanted) or not payload:
+        if not ident.isdigit() or (wanted is not None and table not in wanted):
+            continue
+        seen = True
+        if not payload:
             continue
         try:
             content = _json(payload)
@@ -212,7 +219,7 @@ def take_marks(
         if _covered(decode(row, using), have):
             marks.append(int(ident))
     notices.clear()
-    return marks
+    return marks, seen
 
 
 def _covered(needed: set[str], have: set[str]) -> bool:
