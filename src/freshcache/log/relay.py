@@ -215,6 +215,9 @@ class Relay:
         self.pending = False
         self.listening = False
         self._off = None
+        # A new thread reports its own first failure (and recovery) again.
+        self.last_error = None
+        self._warned = False
 
     def run(self, using: str, *, once: bool = False) -> None:
         """Drain, wait, repeat until stopped (``once``: drain until empty, then return)."""
