@@ -85,12 +85,6 @@ def shared_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-RACE = (
-    "database store: bump() and apply() check a row's mark with a plain SELECT and then bump; "
-    "under READ COMMITTED a relay woken by the write's NOTIFY and the writer's own post-commit "
-    "bump can both find the mark absent and both bump (see test_a_concurrent_bump_and_apply_"
-    "bump_once)"
-)
 
 
 @pytest.mark.parametrize("relay_mode", ["thread", "drain", "none"])
@@ -99,13 +93,10 @@ def test_a_write_costs_each_dependent_entry_one_miss(
     clean_log: None,
     shared_kind: str,
     relay_mode: str,
-    request: pytest.FixtureRequest,
 ) -> None:
     """``thread``: the relay of this process runs (LISTEN/NOTIFY); ``drain``: no thread, the log
     is drained by hand between the read that re-stores the entry and the next read, the moment
     a second bump would show; ``none``: nothing applies the log (the baseline)."""
-    if shared_kind == "database" and relay_mode == "thread":
-        request.node.add_marker(pytest.mark.xfail(strict=False, reason=RACE))
     seed(outside)
     settings = {"STORE": store_url(shared_kind), "RELAY": relay_mode == "thread"}
     with override_settings(FRESHCACHE=settings):
@@ -145,7 +136,6 @@ def _waiting_on_locks(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
-@pytest.mark.xfail(strict=True, reason=RACE)
 def test_a_concurrent_bump_and_apply_bump_once(
     outside: psycopg.Connection[Any], clean_log: None
 ) -> None:

@@ -174,6 +174,28 @@ class DatabaseStore(Store):
         current = self._current(cursor)
         return {m for m in marks if _mark(m) in bumps and bumps[_mark(m)] >> SHIFT <= current}
 
+    def _claim(self, cursor: Any, marks: Collection[int]) -> None:
+        """Lock the mark rows of ``marks`` (creating absent ones) until the transaction ends.
+
+        A relay's ``apply`` and the writer's own ``bump`` may check one mark at the same time:
+        holding its row makes the second wait for the first to commit, then see its mark. Marks
+        are locked first, in sorted order, and tags after them in sorted order, so two
+        transactions never wait on each other. A created row holds a first sighting's version,
+        never a bump's, so it counts as no mark until the bump overwrites it.
+        """
+        names = sorted({_mark(m) for m in marks})
+        self._upsert_tags(cursor, names, _first_sighting(0), replace=False)
+        if self.connection.vendor == "postgresql":
+            for start in range(0, len(names), _CHUNK):
+                chunk = names[start : start + _CHUNK]
+                params = ", ".join(["%s"] * len(chunk))
+                cursor.execute(
+                    f"SELECT tag FROM freshcache_tag WHERE tag IN ({params}) "
+                    "ORDER BY tag FOR UPDATE",
+                    chunk,
+                )
+        # SQLite: the INSERT above took the database's write lock for the transaction.
+
     def _upsert_tags(self, cursor: Any, tags: list[str], version: int, *, replace: bool) -> None:
         conflict = "DO UPDATE SET version = excluded.version" if replace else "DO NOTHING"
         for start in range(0, len(tags), _CHUNK):
@@ -306,20 +328,31 @@ class DatabaseStore(Store):
         ordered = sorted(set(tags) | {_mark(m) for m in marks})
 
         def run(cursor: Any) -> None:
-            if marks and len(self._marked(cursor, marks)) == len(set(marks)):
-                return  # a relay applied these log rows after they committed
+            if marks:
+                self._claim(cursor, marks)
+                if len(self._marked(cursor, marks)) == len(set(marks)):
+                    return  # a relay applied these log rows after they committed
             # Marks only: no step, and the marks hold the current position (a mark must hold a
             # bump's version to count as one, see _marked).
             version = (self._next(cursor) if tags else self._current(cursor)) << SHIFT
             self._upsert_tags(cursor, ordered, version, replace=True)
 
-        self._run(run)
+        if not marks:
+            self._run(run)
+            return
+        # One transaction: the marks stay locked from their check to their bump.
+        try:
+            with transaction.atomic(using=self.alias):
+                self._run(run)
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"{self!r}: {exc}") from exc
 
     def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
         if not batch:
             return 0
 
         def run(cursor: Any) -> int:
+            self._claim(cursor, [m for m, _ in batch])
             done = {_mark(m) for m in self._marked(cursor, [m for m, _ in batch])}
             todo = [(m, tags) for m, tags in batch if _mark(m) not in done]
             if not todo:
