@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from freshcache import cached, depends_on, invalidate
-from freshcache.functions import _arguments_key
+from freshcache.arguments import arguments_key
 from freshcache.scope import open_scope
 from tests.testapp.models import Item
 
@@ -26,7 +26,7 @@ def key_of(*args: object, **kwargs: object) -> str:
 
     def f(*args: object, **kwargs: object) -> None: ...
 
-    return _arguments_key("f", inspect.signature(f), args, kwargs)[0]
+    return arguments_key("f", inspect.signature(f), args, kwargs)[0]
 
 
 def test_framing_cannot_collide() -> None:
