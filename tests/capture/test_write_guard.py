@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from freshcache import cached
-from freshcache.capture import install, raw, reads, uninstall, writes
+from freshcache.capture import install, raw, reads, uninstall, write_guard, writes
 from tests.capture.conftest import Watch
 from tests.shapes_app.models import Category, Post, PostProxy
 from tests.shapes_app.view import view_model
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.postgres]
 
 @pytest.fixture
 def posts(memory_store: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(writes, "_warned", set())  # "once per process" starts afresh
+    monkeypatch.setattr(write_guard, "_warned", set())  # "once per process" starts afresh
     c = Category.objects.create(name="c")
     other = Category.objects.create(name="other")
     p = Post.objects.create(title="p", category=c, slug="p")
@@ -123,7 +123,7 @@ def test_a_fault_in_the_bookkeeping_never_fails_the_write(
     run, happened, verb = WRITES[write]
     name = FAULTS[when][1] if write == "insert" else FAULTS[when][0]
     if write == "insert" and when == "before":
-        monkeypatch.setattr(writes, "_needs_transaction", _boom)
+        monkeypatch.setattr(writes, "needs_transaction", _boom)
     else:
         monkeypatch.setattr(writes, name, _boom)
     w = post_watch(posts["p"], posts["q"])
@@ -293,7 +293,7 @@ def test_a_view_that_refuses_row_locks_falls_back_to_the_table(
     """``SELECT ... FOR UPDATE`` on a ``DISTINCT`` view fails; the write goes on, inside the
     caller's transaction too (the pre-read of an unmanaged model runs in a savepoint)."""
     caplog.set_level(logging.WARNING, logger="freshcache")
-    monkeypatch.setattr(writes, "_warned", set())
+    monkeypatch.setattr(write_guard, "_warned", set())
     with view_model() as view:
         c = Category.objects.create(name="c")
         row = view._base_manager.create(title="v", code="view-guard", category_id=c.pk)

@@ -46,21 +46,31 @@ drops it on rollback.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any
 
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, transaction
 from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
-from ..scope import mark_uncacheable
-from ..tags import predicate_tag, table_tag
 from .reads import _conjuncts, _keyed_lookup
-from .tables import WILDCARD, ModelColumns, TableInfo, registry, unknown_table_tag
+from .tables import ModelColumns, TableInfo, registry
+from .write_guard import (
+    Statement,
+    atomic,
+    bump,
+    guarded,
+    needs_transaction,
+    prepare,
+    safe_bump,
+    settle,
+    warn_once,
+    warn_write,
+    wrote,
+)
 
-__all__ = ["MAX_ROWS", "bump", "delete", "insert", "row_tags", "update", "warn_once"]
+__all__ = ["MAX_ROWS", "bump", "delete", "insert", "prepare", "row_tags", "update", "warn_once"]
 
 logger = logging.getLogger("freshcache")
 
@@ -70,199 +80,7 @@ MAX_ROWS = 1000
 _UNKNOWN = object()
 
 
-def prepare(using: str) -> None:
-    """Before a write statement: let the log triggers tell us the ids of the rows it logs."""
-    from .. import log
-
-    if log.is_active(using):
-        conn = connections[using]
-        log.prepare_notices(conn)
-        log.clear_notices(conn)
-
-
-def bump(tags: Iterable[str], using: str, tables: Collection[str] | None = None) -> None:
-    """Invalidate ``tags``, the whole effect of a statement on ``tables`` (``None``: any).
-
-    The log rows the triggers wrote for those tables are handed to the bump as marks (applied
-    by it); when the tables have no trigger, ``invalidate_tags`` logs the tags itself.
-    """
-    from .. import log
-    from ..invalidation import invalidate_tags
-
-    marks: list[int] = []
-    logged = False
-    tags = set(tags)
-    if log.is_active(using):
-        conn = connections[using]
-        triggered = log.triggers.triggered_tables(using)
-        if tables is not None and tables and all(t in triggered for t in tables):
-            marks, logged = log.take_marks(conn, tables, tags, using)
-    # Logged by the triggers if their rows were seen (claimed when these tags cover them, else
-    # left for the relays); otherwise freshcache logs the tags itself.
-    invalidate_tags(tags, using=using, marks=marks, logged=logged)
-
-
-def _needs_transaction(info: TableInfo, using: str) -> bool:
-    """True when freshcache must log this table's writes itself (no trigger): the log row and
-    the write then commit together."""
-    from .. import log
-
-    return log.is_active(using) and info.name not in log.triggers.triggered_tables(using)
-
-
-# -- never fail a write ------------------------------------------------------------------------
-
-_warned: set[tuple[str, str]] = set()
-_warned_lock = threading.Lock()
-
-
-def warn_once(what: str, reason: str, consequence: str, exc: BaseException | None = None) -> None:
-    """Log one WARNING per ``(what, reason)`` and process. ``exc`` (an unforeseen error) adds
-    its traceback."""
-    with _warned_lock:
-        if (what, reason) in _warned:
-            return
-        _warned.add((what, reason))
-    logger.warning("freshcache: %s: %s; %s", what, reason, consequence, exc_info=exc)
-
-
-def _warn_write(model: Any, reason: str, table: str, exc: BaseException | None = None) -> None:
-    consequence = f"every cached read of table {table} is invalidated instead"
-    warn_once(f"a write through {_label(model)}", reason, consequence, exc)
-
-
-def _label(model: Any) -> str:
-    try:
-        return str(model._meta.label)
-    except Exception:
-        return repr(model)
-
-
-class _Statement:
-    """The user's statement: runs at most once, remembers how far it got."""
-
-    __slots__ = ("_run", "finished", "result", "started")
-
-    def __init__(self, run: Callable[[], Any]) -> None:
-        self._run = run
-        self.started = False
-        self.finished = False
-        self.result: Any = None
-
-    def __call__(self) -> Any:
-        if self.started:  # a bug in freshcache; running a write twice would be worse
-            raise RuntimeError("freshcache: a write statement was about to run twice")
-        self.started = True
-        self.result = self._run()
-        self.finished = True
-        return self.result
-
-
-def _guarded(compiler: Any, run: Callable[[], Any], handle: Callable[[_Statement], Any]) -> Any:
-    stmt = _Statement(run)
-    try:
-        return handle(stmt)
-    except Exception as exc:
-        if stmt.started:
-            # The statement's own error, unchanged; or, after it ran, a database error in the
-            # same transaction (which then cannot commit the write either).
-            raise
-        return _fallback(compiler, stmt, exc)
-
-
-def _table_wildcards(model: Any, using: str) -> tuple[set[str], str]:
-    """Every wildcard of ``model``'s table, and the table's name; never raises."""
-    name = str(getattr(getattr(model, "_meta", None), "db_table", "") or "?")
-    try:
-        reg = registry()
-        info = reg.tables.get(name)
-        if info is not None:
-            return info.all_wildcards(using), name
-        if name in reg.excluded:
-            return set(), name
-        return {unknown_table_tag(name, using)}, name
-    except Exception:
-        pass
-    try:  # without a registry: every column of the model stands in for the keyed ones
-        concrete = model._meta.concrete_model or model
-        tags = {table_tag(concrete, using)}
-        for f in concrete._meta.local_concrete_fields:
-            if f.column:
-                tags.add(predicate_tag(concrete, f.column, WILDCARD, using))
-        return tags, name
-    except Exception:
-        return {unknown_table_tag(name, using)}, name
-
-
-def _safe_bump(tags: Iterable[str], using: str, table: str) -> None:
-    """``bump`` that raises only database errors (the transaction is then lost anyway)."""
-    tags = set(tags)
-    try:
-        bump(tags, using, [table])
-        return
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        reason = f"unexpected {type(exc).__name__} while invalidating"
-        warn_once(f"a write to table {table}", reason, "invalidating without the log", exc)
-    from ..invalidation import invalidate_tags
-
-    try:
-        invalidate_tags(tags, using=using)
-    except DatabaseError:
-        raise
-    except Exception:
-        logger.exception("freshcache: could not invalidate %d tag(s) of table %s", len(tags), table)
-
-
-def _fallback(compiler: Any, stmt: _Statement, exc: Exception) -> Any:
-    """Freshcache failed before the statement ran: run it as it is, bump the whole table."""
-    using = compiler.using
-    model = compiler.query.model
-    tags, table = _table_wildcards(model, using)
-    if isinstance(exc, DatabaseError) and connections[using].in_atomic_block:
-        # Our pre-read failed inside the caller's transaction: the database aborted it, so the
-        # statement cannot run in it any more (and would most likely fail the same way).
-        reason = f"reading the rows before the write failed: {type(exc).__name__}"
-        warn_once(f"a write through {_label(model)}", reason, "the transaction is aborted")
-        raise exc
-    try:
-        mark_uncacheable(f"wrote to {table}")
-        prepare(using)
-    except Exception:
-        pass
-    with _atomic(using):
-        result = stmt()
-        if tags:
-            _safe_bump(tags, using, table)
-    if isinstance(exc, DatabaseError):
-        reason = f"reading the rows before the write failed: {type(exc).__name__}"
-        _warn_write(model, reason, table)
-    else:
-        _warn_write(model, f"unexpected {type(exc).__name__} in freshcache", table, exc)
-    return result
-
-
-def _settle(target: ModelColumns, using: str, compute: Callable[[], set[str]]) -> None:
-    """After the statement ran: bump the tags ``compute`` names, or, if computing them fails,
-    the table's wildcards. Never raises but for a database error."""
-    info = target.info
-    try:
-        _wrote(info)
-        tags = compute() | target.missing_wildcards(using)
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        _warn_write(target.model, f"unexpected {type(exc).__name__} in freshcache", info.name, exc)
-        tags = info.all_wildcards(using)
-    _safe_bump(tags, using, info.name)
-
-
 # -- the tags of each statement ------------------------------------------------------------------
-
-
-def _wrote(info: TableInfo) -> None:
-    mark_uncacheable(f"wrote to {info.name}")
 
 
 def _row_tags(
@@ -290,10 +108,10 @@ row_tags = _row_tags
 
 def insert(compiler: Any, run: Callable[[], Any], returning_fields: Any) -> Any:
     """Run an INSERT (``run``) and bump what it wrote."""
-    return _guarded(compiler, run, lambda stmt: _insert(compiler, stmt, returning_fields))
+    return guarded(compiler, run, lambda stmt: _insert(compiler, stmt, returning_fields))
 
 
-def _insert(compiler: Any, stmt: _Statement, returning_fields: Any) -> Any:
+def _insert(compiler: Any, stmt: Statement, returning_fields: Any) -> Any:
     query = compiler.query
     using = compiler.using
     target = registry().for_model(query.model)
@@ -301,9 +119,9 @@ def _insert(compiler: Any, stmt: _Statement, returning_fields: Any) -> Any:
         return stmt()
     info = target.info
     prepare(using)
-    with _atomic(using) if _needs_transaction(info, using) else nullcontext():
+    with atomic(using) if needs_transaction(info, using) else nullcontext():
         result = stmt()
-        _settle(target, using, lambda: _inserted(query, using, info, result, returning_fields))
+        settle(target, using, lambda: _inserted(query, using, info, result, returning_fields))
         return result
 
 
@@ -367,11 +185,6 @@ def _preselect(query: Query, using: str, target: ModelColumns) -> list[Any] | No
     return rows
 
 
-def _atomic(using: str) -> Any:
-    conn = connections[using]
-    return transaction.atomic(using=using) if conn.get_autocommit() else nullcontext()
-
-
 def _rows_before(query: Query, using: str, target: ModelColumns) -> list[Any] | None:
     """The rows (``target.columns``) a statement is about to touch, read before it runs;
     ``None`` when they cannot be known (then wildcards are bumped)."""
@@ -391,7 +204,7 @@ def _rows_before(query: Query, using: str, target: ModelColumns) -> list[Any] | 
             return _preselect(query, using, target)
     except DatabaseError as exc:
         reason = f"its rows cannot be read with SELECT ... FOR UPDATE: {type(exc).__name__}"
-        _warn_write(target.model, reason, target.info.name)
+        warn_write(target.model, reason, target.info.name)
         return None
 
 
@@ -404,10 +217,10 @@ def _restrict(query: Query, target: ModelColumns, old: list[Any]) -> None:
 
 def update(compiler: Any, run: Callable[[], Any]) -> Any:
     """Run an UPDATE (``run``) and bump what it changed."""
-    return _guarded(compiler, run, lambda stmt: _update(compiler, stmt))
+    return guarded(compiler, run, lambda stmt: _update(compiler, stmt))
 
 
-def _update(compiler: Any, stmt: _Statement) -> Any:
+def _update(compiler: Any, stmt: Statement) -> Any:
     query = compiler.query
     using = compiler.using
     target = registry().for_model(query.model)
@@ -420,15 +233,15 @@ def _update(compiler: Any, stmt: _Statement) -> Any:
         # column was declared volatile) is marked applied, so no relay bumps it either.
         prepare(using)
         result = stmt()
-        _safe_bump((), using, info.name)
+        safe_bump((), using, info.name)
         return result
-    _wrote(info)
+    wrote(info)
     prepare(using)
-    with _atomic(using):
+    with atomic(using):
         old = _rows_before(query, using, target)
         if old is None:
             result = stmt()
-            _settle(target, using, lambda: info.all_wildcards(using))
+            settle(target, using, lambda: info.all_wildcards(using))
             return result
         _restrict(query, target, old)
         result = stmt()
@@ -439,7 +252,7 @@ def _update(compiler: Any, stmt: _Statement) -> Any:
             found = {info.table_tag(using)} | _row_tags(info, using, target.columns, old)
             return found | _new_values(query, using, target, old, set_columns)
 
-        _settle(target, using, tags)
+        settle(target, using, tags)
         return result
 
 
@@ -481,29 +294,29 @@ def _new_values(
 
 def delete(compiler: Any, run: Callable[[], Any]) -> Any:
     """Run a DELETE (``run``) and bump what it removed."""
-    return _guarded(compiler, run, lambda stmt: _delete(compiler, stmt))
+    return guarded(compiler, run, lambda stmt: _delete(compiler, stmt))
 
 
-def _delete(compiler: Any, stmt: _Statement) -> Any:
+def _delete(compiler: Any, stmt: Statement) -> Any:
     query = compiler.query
     using = compiler.using
     target = registry().for_model(query.model)
     if target is None:
         return stmt()
     info = target.info
-    _wrote(info)
+    wrote(info)
     prepare(using)
-    with _atomic(using):
+    with atomic(using):
         old = _rows_before(query, using, target)
         if old is None:
             result = stmt()
-            _settle(target, using, lambda: info.all_wildcards(using))
+            settle(target, using, lambda: info.all_wildcards(using))
             return result
         _restrict(query, target, old)
         result = stmt()
         if not old:
             return result  # no row matched: nothing changed, nothing to invalidate
-        _settle(
+        settle(
             target,
             using,
             lambda: {info.table_tag(using)} | _row_tags(info, using, target.columns, old),
