@@ -65,6 +65,8 @@ _HINTS = {
     "responses are never stored, whatever this setting says.",
     "path": "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/').",
     "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
+    "size": "Write a whole number of bytes greater than 0, without quotes (1048576 is 1 MiB), "
+    "or None for no limit.",
 }
 
 
