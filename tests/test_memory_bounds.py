@@ -8,6 +8,7 @@ counters, Redis ``TTL`` / ``INFO``), and that a write is seen by the next read.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -235,3 +236,38 @@ def test_noeviction_at_maxmemory_is_never_a_500(transactional_db: None) -> None:
         invalidate("bounds:news")  # its bump is refused (OOM): the log keeps it
         response = browser.get("/news/")
         assert (response.status_code, response.content) == (200, b"news: second")
+
+
+# -- the database store purges expired entries ---------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_database_store_deletes_expired_entries(transactional_db: None) -> None:
+    from django.db import connection
+
+    from freshcache.core import fetch
+    from freshcache.stores import from_url
+
+    def tagged(value: str) -> Any:
+        def compute() -> str:
+            depends_on("bounds:db")
+            return value
+
+        return compute
+
+    def rows() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM freshcache_entry")
+            return int(cursor.fetchone()[0])
+
+    with override_settings(FRESHCACHE={"STORE": "database://", "RELAY": False}):
+        freshcache.store().clear()
+        assert fetch("bounds:short", tagged("s"), timeout=0.05).stored
+        assert rows() == 1
+        time.sleep(0.1)
+        other = from_url("other", "database://")  # another process: purges on its first store
+        assert fetch("bounds:long", tagged("l"), store=other).stored
+        assert rows() == 1  # the expired entry is gone, only the new one is left
+        assert fetch("bounds:long", tagged("l")).hit
+        assert not fetch("bounds:short", tagged("s2")).hit
+        freshcache.store().clear()
