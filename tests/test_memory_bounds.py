@@ -36,6 +36,7 @@ def big_page(request: HttpRequest) -> HttpResponse:
 
 
 def filler_page(request: HttpRequest) -> HttpResponse:
+    depends_on("bounds:filler")  # a tag: its TTL is lengthened by every page stored with it
     RENDERS["filler"] += 1
     return HttpResponse(FILLER)
 
@@ -230,6 +231,8 @@ def test_noeviction_at_maxmemory_is_never_a_500(transactional_db: None) -> None:
             assert response.status_code == 200
             reasons[header(response)] += 1
         assert reasons["bypass; reason=store full"] > 0, reasons
+        # Refused, not stored past the limit (set.lua writes the entry before any PEXPIRE).
+        assert used_memory(server.client()) <= 4 * 1024 * 1024 + 64 * 1024
         assert set(reasons) <= {"miss", "bypass; reason=store full"}, reasons
         assert header(browser.get("/news/")) == "hit"  # lookups still work when full
         NEWS["text"] = "second"

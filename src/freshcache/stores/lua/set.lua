@@ -54,9 +54,14 @@ end
 local packed = {}
 for i = 8, #ARGV do
   packed[#packed + 1] = ARGV[i] .. '\t' .. recorded[i - 7] .. '\n'
-  fc_keep(ARGV[1] .. ARGV[i], ttl)
 end
 local header = table.concat(packed)
 local value = epoch .. '\n' .. #header .. '\n' .. header .. ARGV[5]
+-- The entry first: at maxmemory under noeviction Redis refuses a script's first write that may
+-- grow memory (SET), but lets every later one through, and PEXPIRE (fc_keep) is not such a
+-- write. Written after it, the entry would be stored past maxmemory.
 fc_put(KEYS[1], value, ttl)
+for i = 8, #ARGV do
+  fc_keep(ARGV[1] .. ARGV[i], ttl)
+end
 return {1, status}
