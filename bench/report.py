@@ -149,7 +149,34 @@ def tables(results: dict[str, Any]) -> str:
                     "the outside writes can be stale, and they must be, or the checker could not "
                     "see a lost outside invalidation.", ""]
     out += log_tables(results)
+    out += flood_table(results)
     return "\n".join(out)
+
+
+def flood_table(results: dict[str, Any]) -> list[str]:
+    """Random query strings against a Redis at maxmemory (bench/memory_flood.py)."""
+    fl = results.get("flood")
+    if not fl:
+        return []
+    out = [
+        "## A flood of random query strings, Redis at maxmemory",
+        "",
+        "| Policy | requests | maxmemory | peak used_memory (sampled / Redis peak) | evicted "
+        "keys | statuses | fixed-page hit rate | fresh after a write | req/s |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
+    mib = 1024 * 1024
+    for policy, r in fl.items():
+        statuses = ", ".join(f"{k}: {v:,}" for k, v in r["statuses"].items())
+        out.append(
+            f"| {policy} | {r['requests']:,} | {r['maxmemory'] / mib:.0f} MiB | "
+            f"{r['peak_used_memory_sampled'] / mib:.2f} / {r['used_memory_peak'] / mib:.2f} MiB | "
+            f"{r['evicted_keys']:,} | {statuses} | {r['fixed_page_hit_rate']:.1%} | "
+            f"{r['freshness_checks'] - r['stale_reads']}/{r['freshness_checks']} | "
+            f"{r['requests'] / r['seconds']:.0f} |"
+        )
+    out.append("")
+    return out
 
 
 def _dist(d: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
-                                                   writes,relay]
+                                                   writes,relay,flood]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -161,6 +161,18 @@ def main() -> int:
         results["relay"] = section("relay", lambda: run_json(
             ["bench.relay_lag", *(["--quick"] if quick else [])], "fc-redis", 1200
         ))
+    if wanted("flood"):
+        results["flood"] = {}
+        for policy in ("volatile-lru", "allkeys-lru"):
+            common.log(f"a flood of random query strings, Redis at maxmemory, {policy}")
+            data = section(f"flood-{policy}", lambda p=policy: run_json(
+                ["bench.memory_flood", "1000" if quick else "3000", "8" if quick else "20", p],
+                "fc-redis", 600,
+            ))
+            if data:
+                results["flood"][policy] = data
+                common.log(f"flood {policy}: peak {data['used_memory_peak']:,} bytes of "
+                           f"{data['maxmemory']:,}, statuses {data['statuses']}")
     results["errors"] = errors
     results = {k: v for k, v in results.items() if v is not None}
     results["seconds"] = time.monotonic() - started

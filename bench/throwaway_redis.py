@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from types import TracebackType
+from typing import Any
 
 from bench.common import free_port
 
@@ -22,7 +23,9 @@ __all__ = ["RedisServer"]
 class RedisServer:
     """``redis-server --port <free> --save '' --appendonly no`` in a temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra: str) -> None:
+        """``extra``: more ``redis-server`` arguments (``"--maxmemory", "20mb"``)."""
+        self.extra = extra
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="fc-bench-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -39,7 +42,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+             "--appendonly", "no", "--dir", self.dir, *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
@@ -53,6 +56,11 @@ class RedisServer:
                 self.stop()
                 raise RuntimeError(f"redis-server on port {self.port} did not start")
             time.sleep(0.02)
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=5)
 
     def pause(self) -> None:
         """SIGSTOP: connections are still accepted, and nothing answers."""

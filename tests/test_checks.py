@@ -32,6 +32,10 @@ REDIS_HINT = (
 )
 KNOWN_HINT = "Known settings: " + ", ".join(sorted(DEFAULTS)) + ". See docs/settings.md."
 TYPE_HINT = "See docs/settings.md for the type of every setting."
+SIZE_HINT = (
+    "Write a whole number of bytes greater than 0, without quotes (1048576 is 1 MiB), or None "
+    "for no limit."
+)
 SWITCH_HINT = (
     "Write True or False, without quotes: a non-empty string, 'False' too, is true in Python, "
     "so the setting would stay on."
@@ -147,6 +151,11 @@ BAD_VALUES = [
                                     "quotes)", SECONDS_HINT, 8)]),
     ({"TIMEOUT": 0}, [E("FRESHCACHE['TIMEOUT'] must be a positive number of seconds, or None, "
                         "not 0", SECONDS_HINT, 8)]),
+    ({"MAX_ENTRY_SIZE": "1mb"}, [E("FRESHCACHE['MAX_ENTRY_SIZE'] must be a positive whole "
+                                   "number of bytes, or None, not the string '1mb'", SIZE_HINT,
+                                   19)]),
+    ({"MAX_ENTRY_SIZE": -1}, [E("FRESHCACHE['MAX_ENTRY_SIZE'] must be a positive whole number "
+                                "of bytes, or None, not -1", SIZE_HINT, 19)]),
     ({"BREAKER_SECONDS": -1}, [E("FRESHCACHE['BREAKER_SECONDS'] must be a number of seconds, 0 "
                                  "or more, not -1", SECONDS_HINT, 8)]),
     ({"RELAY_POLL_SECONDS": float("inf")}, [E("FRESHCACHE['RELAY_POLL_SECONDS'] must be a "
@@ -740,3 +749,56 @@ def test_log_checks_skip_a_refused_database_quickly(
         started = time.monotonic()
         assert checks(STORE="database://", LOG_DATABASE="refused") == []
         assert time.monotonic() - started < 2
+
+
+# -- freshcache.W006: a Redis memory limit its eviction policy cannot keep ----------------------
+
+NOEVICTION_HINT = (
+    "Once full, Redis answers writes with OOM errors: freshcache then stores nothing (pages are "
+    "served uncached, reason 'store full') and invalidations fail, so processes read nothing "
+    "from the store until memory is freed. Set maxmemory-policy volatile-lru (freshcache gives "
+    "entries and tag versions a TTL) or allkeys-lru."
+)
+VOLATILE_HINT = (
+    "volatile-* policies evict only keys with a TTL, and with TIMEOUT = None freshcache's "
+    "entries and tag versions have none: once full, Redis refuses writes. Set TIMEOUT (the "
+    "default is 86400 seconds) or use maxmemory-policy allkeys-lru."
+)
+
+
+@pytest.mark.redis
+def test_w006_eviction_policy_that_cannot_bound_freshcache() -> None:
+    with RedisServer("--maxmemory", "10mb", "--maxmemory-policy", "noeviction") as server:
+        where = f"Store 'default' ({server.url}): Redis has maxmemory 10485760"
+        assert checks(STORE=server.url) == [
+            Warning(
+                f"{where} and maxmemory-policy 'noeviction': it refuses writes once full.",
+                hint=NOEVICTION_HINT,
+                id="freshcache.W006",
+            )
+        ]
+        server.client().config_set("maxmemory-policy", "volatile-lru")
+        assert checks(STORE=server.url) == []  # TIMEOUT (a day by default) gives every key a TTL
+        assert checks(STORE=server.url, TIMEOUT=None) == [
+            Warning(
+                f"{where} and maxmemory-policy 'volatile-lru', which cannot evict freshcache's "
+                "keys: TIMEOUT is None, so they have no TTL.",
+                hint=VOLATILE_HINT,
+                id="freshcache.W006",
+            )
+        ]
+        for policy in ("allkeys-lru", "allkeys-lfu", "volatile-ttl"):
+            server.client().config_set("maxmemory-policy", policy)
+            assert checks(STORE=server.url) == [], policy
+        server.client().config_set("maxmemory-policy", "noeviction")
+        server.client().config_set("maxmemory", "0")
+        assert checks(STORE=server.url) == []  # no limit: nothing to evict for
+
+
+@pytest.mark.redis
+def test_w006_config_disabled_is_no_warning() -> None:
+    """Managed Redis often renames or disables CONFIG: the check says nothing, never fails."""
+    with RedisServer(
+        "--maxmemory", "10mb", "--maxmemory-policy", "noeviction", "--rename-command", "CONFIG", ""
+    ) as server:
+        assert checks(STORE=server.url) == []

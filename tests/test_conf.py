@@ -27,7 +27,8 @@ def test_defaults_are_pinned() -> None:
         "STORE": "memory://",
         "STORES": {},
         "KEY_PREFIX": "fc",
-        "TIMEOUT": None,
+        "TIMEOUT": 86400,
+        "MAX_ENTRY_SIZE": 1048576,
         "SOCKET_TIMEOUT": 0.25,
         "CONNECT_TIMEOUT": 0.25,
         "BREAKER_SECONDS": 2.0,
@@ -53,7 +54,8 @@ def test_absent_or_empty_settings_give_the_defaults(raw: Any) -> None:
         enabled=True,
         stores={"default": "memory://"},
         key_prefix="fc",
-        timeout=None,
+        timeout=86400,
+        max_entry_size=1048576,
         socket_timeout=0.25,
         connect_timeout=0.25,
         breaker_seconds=2.0,
@@ -110,6 +112,14 @@ def test_unknown_key_is_a_problem_naming_the_closest() -> None:
                               "number of seconds, or None, not True")]),
         ({"TIMEOUT": float("nan")}, [("TIMEOUT", "seconds", "FRESHCACHE['TIMEOUT'] must be a "
                                       "positive number of seconds, or None, not nan")]),
+        ({"MAX_ENTRY_SIZE": 0}, [("MAX_ENTRY_SIZE", "size", "FRESHCACHE['MAX_ENTRY_SIZE'] must be "
+                                  "a positive whole number of bytes, or None, not 0")]),
+        ({"MAX_ENTRY_SIZE": "1048576"}, [("MAX_ENTRY_SIZE", "size", "FRESHCACHE['MAX_ENTRY_SIZE'] "
+                                          "must be a positive whole number of bytes, or None, not "
+                                          "the string '1048576' (write 1048576 without quotes)")]),
+        ({"MAX_ENTRY_SIZE": 1.5e6}, [("MAX_ENTRY_SIZE", "size", "FRESHCACHE['MAX_ENTRY_SIZE'] must "
+                                      "be a positive whole number of bytes, or None, not "
+                                      "1500000.0")]),
         ({"ENABLED": "False"}, [("ENABLED", "switch", "FRESHCACHE['ENABLED'] must be True or "
                                  "False, not the string 'False' (write False without quotes)")]),
         ({"ENABLED": "maybe"}, [("ENABLED", "switch", "FRESHCACHE['ENABLED'] must be True or "
@@ -207,8 +217,15 @@ def test_browser_cache_control_none_sends_none() -> None:
 
 
 def test_timeout_may_be_none_or_a_number() -> None:
+    assert settings_from({}).timeout == 86400  # a day: Redis volatile-* policies can evict
     assert settings_from({"TIMEOUT": None}).timeout is None
     assert settings_from({"TIMEOUT": 3600}).timeout == 3600
+
+
+def test_max_entry_size_may_be_none_or_bytes() -> None:
+    assert settings_from({}).max_entry_size == 1048576
+    assert settings_from({"MAX_ENTRY_SIZE": None}).max_entry_size is None
+    assert settings_from({"MAX_ENTRY_SIZE": 10}).max_entry_size == 10
 
 
 def test_override_settings_is_seen_and_resets_the_stores() -> None:

@@ -65,6 +65,8 @@ _HINTS = {
     "responses are never stored, whatever this setting says.",
     "path": "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/').",
     "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
+    "size": "Write a whole number of bytes greater than 0, without quotes (1048576 is 1 MiB), "
+    "or None for no limit.",
 }
 
 
@@ -161,7 +163,9 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     from .stores.redis import RedisStore
 
     store = get_store(name)
-    if isinstance(store, RedisStore) and not store.ping():
+    if not isinstance(store, RedisStore):
+        return []
+    if not store.ping():
         return [
             Warning(
                 f"Store {name!r} ({shown}) cannot be reached now.",
@@ -170,6 +174,39 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
                 id="freshcache.W002",
             )
         ]
+    return _check_eviction(name, shown, store)
+
+
+#: Why an eviction policy cannot bound what freshcache writes (freshcache.W006).
+_EVICTION_HINTS = {
+    "noeviction": "Once full, Redis answers writes with OOM errors: freshcache then stores "
+    "nothing (pages are served uncached, reason 'store full') and invalidations fail, so "
+    "processes read nothing from the store until memory is freed. Set maxmemory-policy "
+    "volatile-lru (freshcache gives entries and tag versions a TTL) or allkeys-lru.",
+    "volatile": "volatile-* policies evict only keys with a TTL, and with TIMEOUT = None "
+    "freshcache's entries and tag versions have none: once full, Redis refuses writes. Set "
+    "TIMEOUT (the default is 86400 seconds) or use maxmemory-policy allkeys-lru.",
+}
+
+
+def _check_eviction(name: str, shown: str, store: Any) -> list[CheckMessage]:
+    """freshcache.W006: Redis has a memory limit its eviction policy cannot keep with what
+    freshcache writes. Nothing when CONFIG cannot be read (managed services disable it)."""
+    from .conf import get_settings
+
+    config = store.memory_config()
+    if config is None or config.maxmemory == 0:
+        return []  # no limit: entries still expire after TIMEOUT
+    where = f"Store {name!r} ({shown}): Redis has maxmemory {config.maxmemory}"
+    if config.policy == "noeviction":
+        why = f"{where} and maxmemory-policy 'noeviction': it refuses writes once full."
+        return [Warning(why, hint=_EVICTION_HINTS["noeviction"], id="freshcache.W006")]
+    if config.policy.startswith("volatile-") and get_settings().timeout is None:
+        why = (
+            f"{where} and maxmemory-policy {config.policy!r}, which cannot evict freshcache's "
+            "keys: TIMEOUT is None, so they have no TTL."
+        )
+        return [Warning(why, hint=_EVICTION_HINTS["volatile"], id="freshcache.W006")]
     return []
 
 

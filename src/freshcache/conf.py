@@ -34,7 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "STORE": "memory://",
     "STORES": {},
     "KEY_PREFIX": "fc",
-    "TIMEOUT": None,
+    "TIMEOUT": 86400,
+    "MAX_ENTRY_SIZE": 1048576,
     "SOCKET_TIMEOUT": 0.25,
     "CONNECT_TIMEOUT": 0.25,
     "BREAKER_SECONDS": 2.0,
@@ -62,7 +63,10 @@ class FreshcacheSettings:
     #: Store URLs by name; ``"default"`` always exists.
     stores: dict[str, str] = field(default_factory=lambda: {"default": "memory://"})
     key_prefix: str = "fc"
-    timeout: float | None = None
+    #: Seconds an entry (and the tag versions it records) is kept at most; ``None``: forever.
+    timeout: float | None = 86400
+    #: Bytes: an encoded value larger than this is served but not stored; ``None``: no limit.
+    max_entry_size: int | None = 1048576
     socket_timeout: float = 0.25
     connect_timeout: float = 0.25
     breaker_seconds: float = 2.0
@@ -104,6 +108,7 @@ KINDS = {
     "error_status": "freshcache.E011",
     "path": "freshcache.E012",
     "alias": "freshcache.E013",
+    "size": "freshcache.E019",
 }
 
 
@@ -162,6 +167,17 @@ class _Reader:
         self.problem(
             name, "count", f"must be a positive integer, not {_shown(value)}{_unquote(value)}"
         )
+        return int(DEFAULTS[name])
+
+    def size(self, name: str) -> int | None:
+        """A number of bytes (a positive integer), or None for no limit."""
+        value = self.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        self.problem(
+            name, "size", "must be a positive whole number of bytes, or None, not "
+            f"{_shown(value)}{_unquote(value)}"
+        )  # fmt: skip
         return int(DEFAULTS[name])
 
     def text(self, name: str, what: str) -> Any:
@@ -324,6 +340,7 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         stores=_stores(reader),
         key_prefix=_key_prefix(reader),
         timeout=reader.seconds("TIMEOUT", allow_none=True),
+        max_entry_size=reader.size("MAX_ENTRY_SIZE"),
         socket_timeout=reader.seconds("SOCKET_TIMEOUT"),
         connect_timeout=reader.seconds("CONNECT_TIMEOUT"),
         breaker_seconds=reader.seconds("BREAKER_SECONDS", zero=True),

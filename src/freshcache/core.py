@@ -9,7 +9,8 @@ The freshness protocol, for one cached computation ``fetch(key, compute)``:
    to the enclosing scope, so an outer cached value depends on them too.
 3. On a miss the store hands back a **snapshot** of the global sequence, taken *before* any data
    is read. ``compute()`` then runs inside a new scope that collects the tags of everything read.
-4. **Store** the value only if nothing made the scope uncacheable, the transaction did not write
+4. **Store** the value only if its encoded payload fits ``MAX_ENTRY_SIZE`` (else it is served
+   with reason ``"too large"``), nothing made the scope uncacheable, the transaction did not write
    meanwhile, the connection's snapshot is not older than ours (REPEATABLE READ or SERIALIZABLE
    inside ``atomic()``), and — checked atomically by the store — no tag was bumped after the
    snapshot. A writer bumps only after its COMMIT, so a tag version no newer than the snapshot
@@ -40,7 +41,7 @@ from .conf import get_settings
 from .invalidation import in_dirty_transaction
 from .log.relay import get_relay
 from .scope import add_tags, open_scope
-from .stores import Hit, Snapshot, Store, StoreUnavailable, get_store
+from .stores import Hit, Snapshot, Store, StoreFull, StoreUnavailable, get_store
 
 __all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch"]
 
@@ -50,6 +51,10 @@ T = TypeVar("T")
 
 #: The bypass reason while this process's relay has log rows it could not apply yet.
 LOG_NOT_APPLIED = "invalidation log not yet applied"
+#: The reason a value is served but not stored: its payload exceeds ``MAX_ENTRY_SIZE``.
+TOO_LARGE = "too large"
+#: The reason a value is not stored because the store refuses to grow (``StoreFull``).
+STORE_FULL = "store full"
 
 #: Bumped whenever the payload layout changes: older payloads then read as misses.
 FORMAT = b"fc1"
@@ -219,8 +224,17 @@ class _Plan:
         except Exception as exc:
             counters.incr("stores_skipped_uncacheable")
             return False, f"value cannot be encoded: {exc}"
+        limit = self.settings.max_entry_size
+        if limit is not None and len(payload) > limit:
+            # Checked on what the store would hold (signed, encoded), so the bound is in bytes
+            # of memory, not of the value's repr. Still served: the caller has it already.
+            counters.incr("stores_skipped_too_large")
+            return False, TOO_LARGE
         try:
             stored = self.store.set(self.skey, payload, tags, snapshot, self.timeout)
+        except StoreFull:
+            counters.incr("store_errors")
+            return False, STORE_FULL
         except StoreUnavailable:
             counters.incr("store_errors")
             return False, "store unavailable"

@@ -14,6 +14,7 @@ FIELDS = (
     "stores",
     "stores_skipped_race",
     "stores_skipped_uncacheable",
+    "stores_skipped_too_large",
     "bypasses",
     "bumps",
     "bump_failures",

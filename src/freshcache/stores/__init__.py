@@ -23,13 +23,14 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import get_settings, problems
-from .base import Hit, Snapshot, Store, StoreUnavailable
+from .base import Hit, Snapshot, Store, StoreFull, StoreUnavailable
 
 __all__ = [
     "SCHEMES",
     "Hit",
     "Snapshot",
     "Store",
+    "StoreFull",
     "StoreUnavailable",
     "UnusableStore",
     "all_stores",
@@ -165,6 +166,7 @@ def from_url(name: str, url: str) -> Store:
         socket_timeout=settings.socket_timeout,
         connect_timeout=settings.connect_timeout,
         breaker_seconds=settings.breaker_seconds,
+        timeout=settings.timeout,
     )
 
 

@@ -36,11 +36,20 @@ import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Hit", "Snapshot", "Store", "StoreUnavailable"]
+__all__ = ["Hit", "Snapshot", "Store", "StoreFull", "StoreUnavailable"]
 
 
 class StoreUnavailable(Exception):
     """The store cannot be reached right now; compute uncached and store nothing."""
+
+
+class StoreFull(StoreUnavailable):
+    """The store answers but refuses to grow (Redis at ``maxmemory`` with ``noeviction``).
+
+    Raised by the call that would have written; the store stays usable for lookups, so no
+    circuit breaker opens. A bump that raises it failed like any other (the invalidation log
+    keeps it).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +106,8 @@ class Store(abc.ABC):
         """Store ``payload`` under ``key`` unless a tag moved since ``snapshot``; say if stored.
 
         ``timeout`` (seconds) bounds the entry's lifetime for memory's sake; freshness never
-        depends on it.
+        depends on it. ``None``: kept until evicted or invalidated. A store that expires tag
+        versions keeps each tag of a stored entry at least as long as the entry.
         """
 
     @abc.abstractmethod

@@ -27,7 +27,6 @@ version number) cannot be told from a real one.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +36,9 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from . import database_rows as rows
 from .base import Hit, Snapshot, Store, StoreUnavailable
+from .database_rows import HEADER, SHIFT
 
 __all__ = ["DatabaseStore"]
 
@@ -48,19 +49,15 @@ logger = logging.getLogger("freshcache.stores.database")
 #: The database store has no epochs: its sequence is never reset (not even by ``flush``).
 EPOCH = "db"
 _CHUNK = 500
-#: A stored version is ``seq << SHIFT | nonce``: bumps have nonce 0; a tag seen for the first
-#: time gets the current position and a random nonce, so it never looks like a bump to anyone.
-SHIFT = 20
-_NONCE = (1 << SHIFT) - 1
-#: The first line of an entry's versions text, with the number of lines after it. Text without
-#: it, or with fewer lines (emptied or truncated from outside), would otherwise validate an
-#: entry against fewer tags than it depends on.
-HEADER = "fc1"
 #: A SQLite sequence row restarted after it was lost or corrupted jumps this far above the
 #: highest tag version, past any snapshot a computation in flight may hold.
 RESTART_GAP = 1 << 20
 #: Tag versions whose sequence part is beyond this are not taken into account by that restart.
 _MAX_SEQ = 1 << 40
+#: Expired entries are ignored by lookups and deleted by stores: at most every this many
+#: seconds per process, a ``set`` outside a transaction deletes up to :data:`PURGE_BATCH` of them.
+PURGE_SECONDS = 60.0
+PURGE_BATCH = 1000
 
 
 class DatabaseStore(Store):
@@ -72,6 +69,7 @@ class DatabaseStore(Store):
         super().__init__(name, url)
         query = parse_qs(urlsplit(url).query)
         self.alias = query.get("alias", ["default"])[0]
+        self._next_purge = 0.0
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -104,7 +102,7 @@ class DatabaseStore(Store):
             return int(cursor.fetchone()[0])
         cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
         row = cursor.fetchone()
-        value = _integer(row[0]) if row else None
+        value = rows.integer(row[0]) if row else None
         if value is None or value < 0:
             return self._restart_sequence(cursor, corrupt=row is not None)
         return value
@@ -134,7 +132,7 @@ class DatabaseStore(Store):
         hold garbage.
         """
         cursor.execute("SELECT version FROM freshcache_tag")
-        seqs = (v >> SHIFT for v in map(_version, (r[0] for r in cursor.fetchall())) if v)
+        seqs = (v >> SHIFT for v in map(rows.version, (r[0] for r in cursor.fetchall())) if v)
         value = max((q for q in seqs if q <= _MAX_SEQ), default=0) + RESTART_GAP
         cursor.execute("DELETE FROM freshcache_sequence WHERE name = 'global'")
         cursor.execute(
@@ -162,13 +160,13 @@ class DatabaseStore(Store):
 
     def _versions(self, cursor: Any, tags: list[str]) -> dict[str, int]:
         """The version of each tag that has a usable one (a garbage version counts as none)."""
-        found = ((tag, _version(value)) for tag, value in self._rows(cursor, tags).items())
+        found = ((tag, rows.version(value)) for tag, value in self._rows(cursor, tags).items())
         return {tag: version for tag, version in found if version is not None}
 
     def _marked(self, cursor: Any, marks: Collection[int]) -> set[int]:
         """The marks recorded: rows holding a bump's version, no newer than the sequence."""
-        rows = self._versions(cursor, [_mark(m) for m in marks])
-        bumps = {name: v for name, v in rows.items() if v & _NONCE == 0}
+        found = self._versions(cursor, [_mark(m) for m in marks])
+        bumps = {name: v for name, v in found.items() if v & rows.NONCE == 0}
         if not bumps:
             return set()
         current = self._current(cursor)
@@ -234,11 +232,11 @@ class DatabaseStore(Store):
             )
             row = cursor.fetchone()
             if row is not None:
-                payload, recorded = _payload(row[0]), _parse(row[1])
+                payload, recorded = rows.payload(row[0]), rows.parse(row[1])
                 if (
                     payload is not None
                     and recorded is not None
-                    and _alive(row[2])
+                    and rows.alive(row[2])
                     and self._versions(cursor, list(recorded)) == recorded
                 ):
                     return Hit(payload, frozenset(recorded))
@@ -253,9 +251,9 @@ class DatabaseStore(Store):
         # that does not parse, make a miss whatever the count of changed versions says.
         cursor.execute(_PG_LOOKUP, [key])
         seq, payload, text, expires, changed = cursor.fetchone()
-        if payload is not None and changed == 0 and _alive(expires):
-            recorded = _parse(text)
-            data = _payload(payload)
+        if payload is not None and changed == 0 and rows.alive(expires):
+            recorded = rows.parse(text)
+            data = rows.payload(payload)
             if recorded is not None and data is not None:
                 return Hit(data, frozenset(recorded))
         return Snapshot(EPOCH, int(seq))
@@ -277,7 +275,7 @@ class DatabaseStore(Store):
             versions: dict[str, int] = {}
             garbage: dict[str, Any] = {}
             for tag, value in found.items():
-                version = _version(value)
+                version = rows.version(value)
                 if version is None:
                     garbage[tag] = value
                 else:
@@ -288,7 +286,7 @@ class DatabaseStore(Store):
                 # on that tag could be stored again until the tag is bumped.
                 current = self._current(cursor)
                 ahead = {t: found[t] for t, v in versions.items() if v >> SHIFT > current}
-                self._replace_garbage(cursor, ahead, _first_sighting(current))
+                self._replace_garbage(cursor, ahead, rows.first_sighting(current))
                 return False
             missing = [t for t in wanted if t not in versions]
             if missing:
@@ -296,7 +294,7 @@ class DatabaseStore(Store):
                 # Storing now is safe only if nothing was bumped since the snapshot, because the
                 # missing version may have been such a bump.
                 current = self._current(cursor)
-                fresh = _first_sighting(current)
+                fresh = rows.first_sighting(current)
                 absent = [t for t in missing if t not in garbage]
                 self._upsert_tags(cursor, absent, fresh, replace=False)
                 self._replace_garbage(cursor, garbage, fresh)
@@ -319,7 +317,21 @@ class DatabaseStore(Store):
             )
             return True
 
-        return self._run(run)
+        stored = self._run(run)
+        now = time.monotonic()
+        if now >= self._next_purge and not self.connection.in_atomic_block:
+            # Never inside the caller's transaction: the deleted rows would stay locked by it.
+            self._next_purge = now + PURGE_SECONDS
+            self._run(self._purge)
+        return stored
+
+    def _purge(self, cursor: Any, limit: int | None = PURGE_BATCH) -> int:
+        """Delete expired entries (``limit`` at most); return how many were deleted."""
+        where = "expires < %s"
+        if limit is not None:
+            where = f"key IN (SELECT key FROM freshcache_entry WHERE expires < %s LIMIT {limit})"
+        cursor.execute(f"DELETE FROM freshcache_entry WHERE {where}", [time.time()])
+        return int(cursor.rowcount)
 
     def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         if not tags and not marks:
@@ -396,13 +408,9 @@ class DatabaseStore(Store):
         self._run(run)
 
     def purge_expired(self) -> int:
-        """Delete expired and invalid-looking rows; return how many entries were deleted."""
-
-        def run(cursor: Any) -> int:
-            cursor.execute("DELETE FROM freshcache_entry WHERE expires < %s", [time.time()])
-            return int(cursor.rowcount)
-
-        return self._run(run)
+        """Delete every expired entry now; return how many were deleted. (Stores also purge
+        as they go: see :data:`PURGE_SECONDS`.)"""
+        return self._run(lambda cursor: self._purge(cursor, None))
 
 
 _PG_LOOKUP = """
@@ -425,61 +433,3 @@ LEFT JOIN freshcache_entry e ON e.key = %s
 def _mark(log_id: int) -> str:
     # A space never occurs in a tag (tags.py digests such names), so marks cannot collide.
     return f"log mark:{int(log_id)}"
-
-
-def _first_sighting(current: int) -> int:
-    return current << SHIFT | (secrets.randbelow(_NONCE) + 1)
-
-
-def _integer(value: Any) -> int | None:
-    """``value`` if it is an integer (SQLite columns hold any type), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _version(value: Any) -> int | None:
-    """A stored tag version, or None when it is not one the store could have written: every
-    version is positive (bumps are ``seq << SHIFT`` with seq >= 1; first sightings carry a
-    nonce >= 1)."""
-    version = _integer(value)
-    return version if version is not None and version > 0 else None
-
-
-def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _parse(text: Any) -> dict[str, int] | None:
-    """An entry's recorded versions, or None when the text is not exactly what ``set`` writes:
-    ``"fc1 N"``, then N ``"tag\\tversion"`` lines, each version a positive integer as PostgreSQL
-    prints it (the lookup compares the text)."""
-    if not isinstance(text, str):
-        return None
-    head, newline, body = text.partition("\n")
-    count = head.removeprefix(HEADER + " ")
-    if not newline or count == head or not _digits(count):
-        return None
-    lines = body.split("\n") if body else []
-    if len(lines) != int(count):
-        return None
-    out: dict[str, int] = {}
-    for line in lines:
-        tag, tab, version = line.partition("\t")
-        if not tag or not tab or not _digits(version) or version.startswith("0"):
-            return None
-        out[tag] = int(version)
-    return out if len(out) == len(lines) else None
-
-
-def _payload(value: Any) -> bytes | None:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    return None
-
-
-def _alive(expires: Any) -> bool:
-    """True if an entry with this expiry may be served (garbage, NaN or past: no)."""
-    if expires is None:
-        return True
-    if not isinstance(expires, (int, float)) or isinstance(expires, bool):
-        return False
-    return expires > time.time()

@@ -8,9 +8,11 @@ Cluster slot and the scripts may touch them together):
 * ``{P}:seq:copy`` the highest value the scripts saw the sequence at: a sequence below it (set
   back by hand, or not an integer at all) starts a new epoch (``lua/_position.lua``);
 * ``{P}:t:TAG``  the tag's version, ``"<epoch>:<seq>."`` after a bump, ``"<epoch>:<seq>:<nonce>."``
-  when first seen; never expires (eviction is safe: see ``lua/set.lua``);
+  when first seen; it expires ``TIMEOUT`` after its bump, and is kept at least as long as every
+  entry stored with it (expiry and eviction are safe: see ``lua/set.lua``);
 * ``{P}:e:KEY``  an entry: one string, ``"<epoch>\\n<n>\\n"``, n bytes of ``"tag\\tversion\\n"``
-  (its tags and their versions), then the payload: a tag costs its own bytes, nothing more.
+  (its tags and their versions), then the payload: a tag costs its own bytes, nothing more. It
+  expires after its timeout (``TIMEOUT``), so ``volatile-*`` eviction policies can evict it.
 * ``{P}:server`` the run id of the Redis server the current epoch belongs to;
 * ``{P}:m:ID``   the mark of invalidation-log row ID, set with the bump that applied it (it
   holds the epoch's token); it expires after :data:`MARK_TTL_MS` (a relay applies a row within
@@ -45,11 +47,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .base import Hit, Snapshot, Store, StoreUnavailable
+from .base import Hit, Snapshot, Store, StoreFull, StoreUnavailable
+from .redis_lua import CORRUPT, fence, script
+from .redis_memory import MemoryConfig, memory_config, out_of_memory
 
 __all__ = ["RedisStore"]
 
@@ -65,16 +68,6 @@ MARK_TTL_MS = 600_000
 _OPTION_NAMES = {"prefix", "socket_timeout", "connect_timeout", "breaker_seconds"}
 
 
-def _script(name: str) -> str:
-    """The script ``lua/NAME.lua``, after the helpers every script shares (``_position.lua``)."""
-    lua = resources.files("freshcache.stores").joinpath("lua")
-    return lua.joinpath("_position.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
-
-
-#: The status a script returns when it started a new epoch because the position held garbage.
-_CORRUPT = 2
-
-
 class RedisStore(Store):
     """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``)."""
 
@@ -87,7 +80,10 @@ class RedisStore(Store):
         socket_timeout: float = 0.25,
         connect_timeout: float = 0.25,
         breaker_seconds: float = 2.0,
+        timeout: float | None = None,
     ) -> None:
+        """``timeout``: seconds a bumped tag version is kept (``None``: for ever); entries
+        stored with it lengthen its life to theirs."""
         super().__init__(name, url)
         try:
             import redis
@@ -104,6 +100,7 @@ class RedisStore(Store):
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
         self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         base = "{" + prefix + "}"
         self._server_key = f"{base}:server"
         self._client = redis.Redis.from_url(
@@ -122,7 +119,7 @@ class RedisStore(Store):
         self._entry_prefix = f"{base}:e:"
         self._mark_prefix = f"{base}:m:"
         self._scripts = {
-            name: self._client.register_script(_script(name))
+            name: self._client.register_script(script(name))
             for name in ("lookup", "set", "bump", "apply", "begin", "rotate")
         }
         self._lock = threading.Lock()
@@ -131,31 +128,13 @@ class RedisStore(Store):
         # A counter, not a flag: a rotation requested while one is being made is not lost.
         self._rotate_needed = 0
         self._retry_timer: threading.Timer | None = None
-        self._fence_script = _script("fence")
+        self._fence_script = script("fence")
         self._bad_reply_logged = False
 
     def _on_connect(self, connection: Any) -> None:
         """Fence every new connection (see the module docstring) before it is used."""
-        connection.on_connect()
-        connection.send_command("INFO", "server")
-        info = connection.read_response()
-        text = info.decode() if isinstance(info, bytes) else str(info)
-        run_ids = [ln[7:].strip() for ln in text.splitlines() if ln.startswith("run_id:")]
-        run_id = run_ids[0] if run_ids else None
-        if run_id is None:  # pragma: no cover - INFO renamed or filtered by a proxy
-            return
-        connection.send_command(
-            "EVAL",
-            self._fence_script,
-            4,
-            self._epoch_key,
-            self._server_key,
-            self._seq_key,
-            self._copy_key,
-            run_id,
-            secrets.token_hex(8),
-        )
-        if connection.read_response() == _CORRUPT:
+        keys = (self._epoch_key, self._server_key, self._seq_key, self._copy_key)
+        if fence(connection, self._fence_script, keys) == CORRUPT:
             logger.warning(
                 "freshcache store %r: the server key %s held a value freshcache did not write; "
                 "started a new epoch: every entry misses once",
@@ -173,6 +152,9 @@ class RedisStore(Store):
                 self._repair()
             result = fn()
         except self._redis_errors as exc:
+            if out_of_memory(exc):
+                # Redis answers, and still serves reads: no reason to stop looking up.
+                raise StoreFull(str(exc)) from exc
             self._trip(exc)
             raise StoreUnavailable(str(exc)) from exc
         if self._open_until:
@@ -255,7 +237,7 @@ class RedisStore(Store):
 
     def _status(self, status: Any) -> None:
         """Log the new epoch a script started because the position held garbage."""
-        if status == _CORRUPT:
+        if status == CORRUPT:
             logger.warning(
                 "freshcache store %r: the sequence or epoch keys under %s held values freshcache "
                 "did not write (another type, not an integer, or a sequence set back); started "
@@ -350,6 +332,7 @@ class RedisStore(Store):
                 secrets.token_hex(8),
                 self._mark_prefix,
                 MARK_TTL_MS,
+                self._tag_ttl_ms,
                 len(marks),
                 *marks,
                 *tags,
@@ -372,7 +355,13 @@ class RedisStore(Store):
     def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
         if not batch:
             return 0
-        args: list[Any] = [self._tag_prefix, secrets.token_hex(8), self._mark_prefix, MARK_TTL_MS]
+        args: list[Any] = [
+            self._tag_prefix,
+            secrets.token_hex(8),
+            self._mark_prefix,
+            MARK_TTL_MS,
+            self._tag_ttl_ms,
+        ]
         for mark, tags in batch:
             args += [mark, len(tags), *tags]
         reply: Any = self._call(
@@ -411,6 +400,11 @@ class RedisStore(Store):
             return bool(self._client.ping())
         except self._redis_errors:
             return False
+
+    def memory_config(self) -> MemoryConfig | None:
+        """Redis's ``maxmemory`` and ``maxmemory-policy``, or None if they cannot be read
+        (``CONFIG`` disabled or renamed, as on many managed services; Redis unreachable)."""
+        return memory_config(self._client)
 
     def close(self) -> None:
         if self._retry_timer is not None:

@@ -92,3 +92,31 @@ local function fc_marked(key, token)
   return fc_string(key) == token
 end
 
+
+-- Tag versions and entries expire, so that Redis can evict them under `volatile-*` policies
+-- (docs/internals.md, "Memory bounds"). Expiring either only ever causes misses: a missing tag
+-- version matches nothing, and the first-sighting rule of set.lua covers a bump that expired.
+-- The position keys (epoch, sequence, copy, server) never expire: they are four small keys, and
+-- losing one starts a new epoch (every entry misses once).
+
+-- SET key value, expiring after ttl ms (ttl 0: never).
+local function fc_put(key, value, ttl)
+  if ttl > 0 then
+    redis.call('SET', key, value, 'PX', ttl)
+  else
+    redis.call('SET', key, value)
+  end
+end
+
+-- Keep key at least ttl ms more (ttl 0: for ever); never shortens its life. A tag version must
+-- outlive every entry that records it, or that entry would miss before its own TTL.
+local function fc_keep(key, ttl)
+  if ttl == 0 then
+    redis.call('PERSIST', key)
+    return
+  end
+  local left = redis.call('PTTL', key)
+  if left >= 0 and left < ttl then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end

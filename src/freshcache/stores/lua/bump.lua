@@ -2,18 +2,20 @@
 -- invalidation-log rows the bump stands for (so a relay does not bump them a second time).
 -- KEYS[1] epoch key   KEYS[2] sequence key   KEYS[3] sequence copy key
 -- ARGV[1] tag key prefix   ARGV[2] a fresh epoch token, used only if the position is unusable
--- ARGV[3] mark key prefix  ARGV[4] mark lifetime (ms)   ARGV[5] n, the number of marks
--- ARGV[6..5+n] marks (log row ids)   ARGV[6+n..] tags
+-- ARGV[3] mark key prefix  ARGV[4] mark lifetime (ms)   ARGV[5] tag version lifetime (ms, 0:
+-- none; set.lua lengthens it for the entries that record the version)
+-- ARGV[6] n, the number of marks   ARGV[7..6+n] marks (log row ids)   ARGV[7+n..] tags
 -- Returns {result, status}: result is the new version, 'applied' when every mark was already
 -- recorded (a relay bumped those rows after they committed: bumping again would only cost
 -- their entries a second miss), or 'marked' for marks without tags; status: see _position.lua.
 -- A tag key or a mark key holding anything (another type, another value) is overwritten; a
 -- mark holds its epoch's token, and is recognised only by it (see fc_marked).
 local epoch, _, status = fc_position(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
-local n = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local tag_ttl = tonumber(ARGV[5])
 if n > 0 then
   local done = true
-  for i = 6, 5 + n do
+  for i = 7, 6 + n do
     if not fc_marked(ARGV[3] .. ARGV[i], epoch) then
       done = false
       break
@@ -25,13 +27,13 @@ if n > 0 then
 end
 -- Marks without tags (a write that invalidates nothing) take no sequence step.
 local result = 'marked'
-if #ARGV > 5 + n then
+if #ARGV > 6 + n then
   result = epoch .. ':' .. fc_step(KEYS[2], KEYS[3]) .. '.'
-  for i = 6 + n, #ARGV do
-    redis.call('SET', ARGV[1] .. ARGV[i], result)
+  for i = 7 + n, #ARGV do
+    fc_put(ARGV[1] .. ARGV[i], result, tag_ttl)
   end
 end
-for i = 6, 5 + n do
+for i = 7, 6 + n do
   redis.call('SET', ARGV[3] .. ARGV[i], epoch, 'PX', ARGV[4])
 end
 return {result, status}

@@ -4,6 +4,8 @@
 -- ARGV[4] time to live in ms (0: none)   ARGV[5] payload   ARGV[6] a fresh nonce
 -- ARGV[7] a fresh epoch token, used only if the position is unusable   ARGV[8..] tags
 -- Returns {stored (1 or 0), status} (status: see _position.lua).
+-- With a time to live, the entry expires after it and every tag version it records is kept at
+-- least as long (fc_keep), so no tag version expires before an entry that recorded it.
 -- Tag versions are "<epoch>:<seq>." (bumps) or "<epoch>:<seq>:<nonce>." (first sightings).
 -- The final dot makes them prefix-free: a version cut short (garbage) is never another version
 -- that some entry may have recorded, and it does not parse, so it counts as missing.
@@ -17,6 +19,7 @@ if epoch ~= ARGV[2] then
   return {0, status}
 end
 local snap = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
 local unchanged = tonumber(seq) == snap
 local mine = epoch .. ':'
 local prefix_len = #mine
@@ -40,7 +43,7 @@ for i = 8, #ARGV do
       refuse = true
     end
     version = first_sighting
-    redis.call('SET', key, version)
+    fc_put(key, version, ttl)
   end
   recorded[#recorded + 1] = version
 end
@@ -54,10 +57,11 @@ for i = 8, #ARGV do
 end
 local header = table.concat(packed)
 local value = epoch .. '\n' .. #header .. '\n' .. header .. ARGV[5]
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], value, 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], value)
+-- The entry first: at maxmemory under noeviction Redis refuses a script's first write that may
+-- grow memory (SET), but lets every later one through, and PEXPIRE (fc_keep) is not such a
+-- write. Written after it, the entry would be stored past maxmemory.
+fc_put(KEYS[1], value, ttl)
+for i = 8, #ARGV do
+  fc_keep(ARGV[1] .. ARGV[i], ttl)
 end
 return {1, status}
