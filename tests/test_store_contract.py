@@ -14,6 +14,7 @@ from django.db import connection, transaction
 
 import freshcache
 from freshcache import cached, depends_on, invalidate
+from freshcache.core import fetch
 from freshcache.testing import hook
 from tests.conftest import REDIS_TEST_PREFIX
 from tests.testapp.models import Item
@@ -67,6 +68,15 @@ def test_miss_then_hit(fresh_store: object) -> None:
     assert calls["tagged:a:0"] == 1
     assert freshcache.stats()["hits"] == 1
     assert freshcache.stats()["misses"] == 1
+
+
+def test_an_entry_without_tags_is_a_hit(fresh_store: freshcache.stores.Store) -> None:
+    """A computation that reads nothing depends on nothing: stored once, then always a hit (the
+    database store once wrote its versions text for zero tags in a form it could not read)."""
+    out = fetch("contract:no-tags", lambda: "constant", store=fresh_store)
+    assert (out.stored, out.tags) == (True, frozenset())
+    again = fetch("contract:no-tags", lambda: "recomputed", store=fresh_store)
+    assert (again.hit, again.value) == (True, "constant")
 
 
 def test_arguments_make_distinct_entries(fresh_store: object) -> None:

@@ -182,7 +182,7 @@ class DatabaseStore(Store):
         never a bump's, so it counts as no mark until the bump overwrites it.
         """
         names = sorted({_mark(m) for m in marks})
-        self._upsert_tags(cursor, names, _first_sighting(0), replace=False)
+        self._upsert_tags(cursor, names, rows.first_sighting(0), replace=False)
         if self.connection.vendor == "postgresql":
             for start in range(0, len(names), _CHUNK):
                 chunk = names[start : start + _CHUNK]
@@ -306,7 +306,9 @@ class DatabaseStore(Store):
                 ):
                     return False
                 versions.update(seen)
-            text = "\n".join([f"{HEADER} {len(wanted)}", *(f"{t}\t{versions[t]}" for t in wanted)])
+            # "fc1 N\n" then one line per tag, without a final newline ("fc1 0\n": no tags).
+            lines = (f"{t}\t{versions[t]}" for t in wanted)
+            text = f"{HEADER} {len(wanted)}\n" + "\n".join(lines)
             expires = None if timeout is None else time.time() + timeout
             cursor.execute(
                 "INSERT INTO freshcache_entry (key, payload, versions, expires) "
