@@ -32,4 +32,11 @@ urlpatterns = [
     path("spa/", views.spa),
     path("placeholder/", views.placeholder_page),
     path("article/<slug:slug>/", views.article),
+    path("listing-plain/", views.listing_plain),
+    path("listing/", views.listing),
+    path("async-listing/", views.async_listing),
+    path("listing-class/", views.ListingView.as_view()),
+    path("listing-get/", views.ListingGetView.as_view()),
+    path("never-plain/", views.never_plain),
+    path("uses-cached/", views.uses_cached),
 ]
