@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import reads, views
 
 urlpatterns = [
     path("plain/", views.plain),
@@ -39,4 +39,6 @@ urlpatterns = [
     path("listing-get/", views.ListingGetView.as_view()),
     path("never-plain/", views.never_plain),
     path("uses-cached/", views.uses_cached),
+    path("reads/<str:source>/<str:way>/", reads.cached_read),
+    path("reads-plain/<str:source>/<str:way>/", reads.plain_read),
 ]
