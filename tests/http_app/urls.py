@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import reads, views
 
 urlpatterns = [
     path("plain/", views.plain),
@@ -32,4 +32,13 @@ urlpatterns = [
     path("spa/", views.spa),
     path("placeholder/", views.placeholder_page),
     path("article/<slug:slug>/", views.article),
+    path("listing-plain/", views.listing_plain),
+    path("listing/", views.listing),
+    path("async-listing/", views.async_listing),
+    path("listing-class/", views.ListingView.as_view()),
+    path("listing-get/", views.ListingGetView.as_view()),
+    path("never-plain/", views.never_plain),
+    path("uses-cached/", views.uses_cached),
+    path("reads/<str:source>/<str:way>/", reads.cached_read),
+    path("reads-plain/<str:source>/<str:way>/", reads.plain_read),
 ]

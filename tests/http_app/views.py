@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -15,7 +16,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from freshcache.functions import depends_on
+from freshcache.functions import cached, depends_on
 from freshcache.http import cache_page
 
 RENDERS: Counter[str] = Counter()
@@ -219,3 +220,57 @@ def placeholder_page(request: HttpRequest) -> HttpResponse:
 @cache_page(tags=lambda request, slug: [f"article:{slug}"])
 def article(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(f"article {slug} render {_count('article:' + slug)}")
+
+
+# -- the middleware and the decorator on one view (issue 9 item 8) ------------------------------
+def _username(request: HttpRequest) -> str:
+    return request.user.get_username() if request.user.is_authenticated else "anonymous"
+
+
+def _listing(request: HttpRequest, name: str, who: str) -> HttpResponse:
+    _count(name)
+    return HttpResponse(f"{name} page={request.GET.get('page', '1')} user={who}")
+
+
+def listing_plain(request: HttpRequest) -> HttpResponse:
+    return _listing(request, "listing_plain", _username(request))
+
+
+@cache_page(query_params=["page"], vary_on_user=True)
+def listing(request: HttpRequest) -> HttpResponse:
+    return _listing(request, "listing", _username(request))
+
+
+@cache_page(query_params=["page"], vary_on_user=True)
+async def async_listing(request: HttpRequest) -> HttpResponse:
+    who = await sync_to_async(_username)(request)
+    return _listing(request, "async_listing", who)
+
+
+@method_decorator(cache_page(query_params=["page"], vary_on_user=True), name="dispatch")
+class ListingView(View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return _listing(request, "listing_class", _username(request))
+
+
+class ListingGetView(View):
+    @method_decorator(cache_page(query_params=["page"], vary_on_user=True))
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return _listing(request, "listing_get", _username(request))
+
+
+@never_cache
+def never_plain(request: HttpRequest) -> HttpResponse:
+    _count("never_plain")
+    return HttpResponse("never plain")
+
+
+@cached
+def _expensive(n: int) -> int:
+    depends_on(f"fn:{n}")
+    return _count("expensive")
+
+
+def uses_cached(request: HttpRequest) -> HttpResponse:
+    _count("uses_cached")
+    return HttpResponse(f"value {_expensive(1)}")

@@ -11,9 +11,38 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from ..tags import Taggable
 from .serve import PageOptions, aserve, serve
 
-__all__ = ["cache_page"]
+__all__ = ["cache_page", "caches_itself"]
 
 V = TypeVar("V", bound=Callable[..., Any])
+
+# Set on every view ``cache_page`` returns. ``functools.wraps`` copies a function's ``__dict__``,
+# and so do ``method_decorator`` and ``View.as_view()``: the mark survives the usual decorators
+# stacked above ``cache_page``, and reaches a class-based view decorated on ``dispatch``.
+_MARK = "_freshcache_cache_page"
+
+
+def caches_itself(view: Callable[..., Any], method: str | None = None) -> bool:
+    """Return whether ``view`` (a URL pattern's callback) is cached by its own ``cache_page``.
+
+    ``CacheMiddleware`` steps aside for such views: the view's own declaration wins. A
+    class-based view counts when ``cache_page`` decorates its ``dispatch`` or the handler of
+    ``method`` (``"GET"``, ``"HEAD"``: a view without ``head`` answers HEAD with ``get``).
+    """
+    seen = 0
+    func: Any = view
+    while func is not None and seen < 16:  # a decorator that kept __wrapped__ but not __dict__
+        if getattr(func, _MARK, False):
+            return True
+        func, seen = getattr(func, "__wrapped__", None), seen + 1
+    cls = getattr(view, "view_class", None)
+    if cls is None:
+        return False
+    names = ["dispatch"]
+    if method:
+        names.append(method.lower())
+        if method.upper() == "HEAD" and not hasattr(cls, "head"):
+            names.append("get")
+    return any(getattr(getattr(cls, name, None), _MARK, False) for name in names)
 
 
 @overload
@@ -76,6 +105,9 @@ def cache_page(
 
     A ``TemplateResponse`` (what generic views return) is rendered inside the cached
     computation, so what its template reads is tracked; a streaming response is never stored.
+
+    Under ``CacheMiddleware`` the view's own declaration wins: the middleware neither looks the
+    page up nor stores it, and ``X-Freshcache`` reports what ``cache_page`` did.
     """
     codes = None if statuses is None else tuple(int(s) for s in statuses)
     if codes and any(code >= 500 for code in codes):
@@ -104,12 +136,14 @@ def cache_page(
                 )
 
             markcoroutinefunction(async_view)
+            setattr(async_view, _MARK, True)
             return async_view  # type: ignore[return-value]
 
         @functools.wraps(func)
         def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
             return serve(request, lambda: func(request, *args, **kwargs), options, args, kwargs)
 
+        setattr(sync_view, _MARK, True)
         return sync_view  # type: ignore[return-value]
 
     if view is not None:

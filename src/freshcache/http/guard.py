@@ -305,6 +305,8 @@ class _GuardedMeta(MutableMapping[str, Any]):
         return iter(self._real)
 
     def __len__(self) -> int:
+        # The count depends on which headers were sent (also bool(request.META)).
+        _read(self._request, "meta", ANY, True, what="every header")
         return len(self._real)
 
     def copy(self) -> dict[str, Any]:
@@ -344,7 +346,13 @@ class _GuardedHeaders(Mapping[str, str]):
         return iter(self._real)
 
     def __len__(self) -> int:
+        _read(self._request, "meta", ANY, True, what="every header")
         return len(self._real)
+
+    def copy(self) -> _GuardedHeaders:
+        # Django's HttpHeaders.copy() returns the (immutable) mapping itself; so do we, and
+        # reads through the copy stay tracked.
+        return self
 
 
 class _GuardedQueryDict(QueryDict):

@@ -24,6 +24,16 @@ runs inside the cached render: whatever it reads from the request is tracked lik
 
 A view opts out with ``@never_cache`` (its ``Cache-Control`` forbids storing) and a path prefix
 with ``FRESHCACHE["NEVER_CACHE_PATHS"]`` (e.g. ``["/admin/"]``).
+
+A view cached by its own ``cache_page`` is left to it (issue 9 item 8): the innermost
+declaration wins. The middleware resolves the URL before its lookup (Django resolves it only
+after every middleware's request phase) and, when the callback is marked by ``cache_page``,
+calls the view with no lookup, no guard, no store and no ``X-Freshcache`` of its own. Nesting
+the two instead would look the page up twice, key it two ways (the middleware's whole query
+string against the decorator's ``query_params``), and let the outer guard refuse what the inner
+key covers (the user, with ``vary_on_user``). Whether a path's view caches itself is remembered
+per URL resolver, language, method and path, in a bounded table, so a hit does not pay for a
+second resolution.
 """
 
 from __future__ import annotations
@@ -33,17 +43,47 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
+from django.urls import get_resolver
+from django.utils import translation
 
 from ..conf import get_settings
+from .decorators import caches_itself
 from .serve import PageOptions, aserve, serve
 
 __all__ = ["CacheMiddleware"]
 
 _OPTIONS = PageOptions(namespace="site")
+# (resolver, language, method, path_info) -> whether the view caches itself. Bounded: cleared
+# when full, so random paths cost a resolution each, never memory. A new resolver (URLconf
+# reloaded, ``override_settings(ROOT_URLCONF=...)``) is a different key.
+_OWN_CACHE: dict[tuple[Any, str | None, str | None, str], bool] = {}
+_OWN_CACHE_SIZE = 2048
+
+
+def _view_caches_itself(request: HttpRequest) -> bool:
+    """Whether the view this request resolves to is decorated with ``cache_page``."""
+    try:
+        urlconf = getattr(request, "urlconf", None)
+        resolver = get_resolver(urlconf)
+        key = (resolver, translation.get_language(), request.method, request.path_info)
+        known = _OWN_CACHE.get(key)
+        if known is not None:
+            return known
+        answer = caches_itself(resolver.resolve(request.path_info).func, request.method)
+    except Exception:
+        # Resolver404, or a broken URLconf: Django's own resolution reports it, below us.
+        return False
+    if len(_OWN_CACHE) >= _OWN_CACHE_SIZE:
+        _OWN_CACHE.clear()
+    _OWN_CACHE[key] = answer
+    return answer
 
 
 class CacheMiddleware:
-    """Serve every GET/HEAD through the page cache, with the rules of ``cache_page``."""
+    """Serve every GET/HEAD through the page cache, with the rules of ``cache_page``.
+
+    Views decorated with ``cache_page`` are called straight through: their own options apply.
+    """
 
     sync_capable = True
     async_capable = True
@@ -55,7 +95,9 @@ class CacheMiddleware:
             markcoroutinefunction(self)
 
     def _skip(self, request: HttpRequest) -> bool:
-        return any(request.path.startswith(p) for p in get_settings().never_cache_paths)
+        if any(request.path.startswith(p) for p in get_settings().never_cache_paths):
+            return True
+        return _view_caches_itself(request)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

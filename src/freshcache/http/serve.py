@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
+from django.utils.functional import SimpleLazyObject, empty
 
 from ..conf import get_settings
 from ..core import Outcome, afetch, fetch
@@ -157,8 +158,13 @@ class _Plan:
         return result
 
 
-def _prepare(request: HttpRequest, options: PageOptions, args: tuple, kwargs: dict) -> _Plan | str:
-    """Decide whether ``request`` may use the cache at all, and how its key is built."""
+def _prepare(
+    request: HttpRequest, options: PageOptions, args: tuple, kwargs: dict, who: Any = None
+) -> _Plan | str:
+    """Decide whether ``request`` may use the cache at all, and how its key is built.
+
+    ``who``: the user, already resolved (async views); by default ``request.user``.
+    """
     if request.method not in _SAFE:
         return f"method {request.method}"
     meta = request.META
@@ -177,7 +183,7 @@ def _prepare(request: HttpRequest, options: PageOptions, args: tuple, kwargs: di
         return query.bypass
     user = None
     if options.vary_on_user:
-        who = getattr(request, "user", None)
+        who = getattr(request, "user", None) if who is None else who
         user = f"user:{who.pk}" if who is not None and who.is_authenticated else "anonymous"
     plan = _Plan(request, options, query, host, user)
     plan.extra_tags.add(url_tag(request.path))
@@ -291,6 +297,32 @@ def serve(
     return _served_miss(plan, outcome)
 
 
+async def _auser(request: HttpRequest) -> Any:
+    """The user of ``request``, resolved without blocking the event loop (``None``: no auth).
+
+    ``request.user`` is lazy: evaluating it in async code loads the session and the user from
+    the database and raises ``SynchronousOnlyOperation``. Both ``request.auser()`` and the lazy
+    ``request.user`` are left resolved, as ``serve`` leaves ``request.user``: the view's own read
+    of either then reads no session inside the guarded render (the user is in the key, the
+    session is not).
+    """
+    user = getattr(request, "user", None)
+    auser = getattr(request, "auser", None)
+    if auser is not None:  # Django 5.0+: the async session and user queries
+        resolved = await auser()
+        if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+            user._wrapped = resolved
+        return resolved
+    if user is None:
+        return None
+
+    def resolve() -> Any:
+        bool(user.is_authenticated)  # evaluates the lazy object
+        return user
+
+    return await sync_to_async(resolve)()
+
+
 async def aserve(
     request: HttpRequest,
     render: Callable[[], Awaitable[HttpResponseBase]],
@@ -300,7 +332,10 @@ async def aserve(
 ) -> HttpResponseBase:
     """The ``async`` form of :func:`serve`, for ``async def`` views and async middleware."""
     try:
-        plan = _prepare(request, options, args, kwargs or {})
+        who = None
+        if options.vary_on_user and request.method in _SAFE:
+            who = await _auser(request)
+        plan = _prepare(request, options, args, kwargs or {}, who)
     except Exception as exc:
         logger.exception("freshcache: could not key this request")
         plan = f"internal error: {type(exc).__name__}"
