@@ -65,6 +65,9 @@ _HINTS = {
     "responses are never stored, whatever this setting says.",
     "path": "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/').",
     "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
+    "lease": "Write a number of seconds without quotes, from 0 to 3600: LEASE_SECONDS longer "
+    "than a slow render, LEASE_WAIT_SECONDS as long as a request may wait for another's render "
+    "(0 in either turns single flight off). See docs/settings.md.",
 }
 
 
