@@ -52,7 +52,7 @@ def in_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             results[i] = fn(i)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:  # handed to the test thread
             results[i] = exc
         finally:
             connection.close()
