@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
-                                                   writes,relay]
+                                                   writes,relay,flight]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -160,6 +160,11 @@ def main() -> int:
         common.log("the relay: misses per write, lag after an outage, outside writes")
         results["relay"] = section("relay", lambda: run_json(
             ["bench.relay_lag", *(["--quick"] if quick else [])], "fc-redis", 1200
+        ))
+    if wanted("flight"):
+        common.log("single flight: renders and latency of a burst after an invalidation")
+        results["flight"] = section("flight", lambda: run_json(
+            ["bench.single_flight", "3" if quick else "5"], "fc-redis", 600
         ))
     results["errors"] = errors
     results = {k: v for k, v in results.items() if v is not None}

@@ -4,11 +4,11 @@ import asyncio
 import os
 import time
 
-from blog.models import Post
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from blog.models import Post
 from freshcache import cache_page, depends_on, invalidate
 
 RENDER_SECONDS = 0.1
