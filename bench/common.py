@@ -125,8 +125,11 @@ def free_port() -> int:
 class Server:
     """A gunicorn serving the blog for one variant: 2 sync workers on a loopback port."""
 
-    def __init__(self, variant: str, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, variant: str, workers: int = 2, env: dict[str, str] | None = None, threads: int = 1
+    ) -> None:
         self.variant = variant
+        self.threads = threads
         self.env = env or {}
         self.workers = workers
         self.port = free_port()
@@ -145,7 +148,8 @@ class Server:
                 PYTHON, "-m", "gunicorn", "bench.site.wsgi:application",
                 "--bind", f"127.0.0.1:{self.port}",
                 "--workers", str(self.workers),
-                "--worker-class", "sync",
+                "--worker-class", "sync" if self.threads == 1 else "gthread",
+                "--threads", str(self.threads),
                 "--backlog", "2048",
                 "--timeout", "60",
                 "--graceful-timeout", "5",

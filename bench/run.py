@@ -1,7 +1,7 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
-                                                   writes,relay,flood]
+                                                   writes,relay,flood,flight]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -173,6 +173,11 @@ def main() -> int:
                 results["flood"][policy] = data
                 common.log(f"flood {policy}: peak {data['used_memory_peak']:,} bytes of "
                            f"{data['maxmemory']:,}, statuses {data['statuses']}")
+    if wanted("flight"):
+        common.log("single flight: renders and latency of a burst after an invalidation")
+        results["flight"] = section("flight", lambda: run_json(
+            ["bench.single_flight", "3" if quick else "5"], "fc-redis", 600
+        ))
     results["errors"] = errors
     results = {k: v for k, v in results.items() if v is not None}
     results["seconds"] = time.monotonic() - started

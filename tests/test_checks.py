@@ -41,6 +41,11 @@ SWITCH_HINT = (
     "so the setting would stay on."
 )
 SECONDS_HINT = "Write a number of seconds (an int or a float), without quotes."
+LEASE_HINT = (
+    "Write a number of seconds without quotes, from 0 to 3600: LEASE_SECONDS longer than a slow "
+    "render, LEASE_WAIT_SECONDS as long as a request may wait for another's render (0 in either "
+    "turns single flight off). See docs/settings.md."
+)
 COUNT_HINT = "Write a whole number greater than 0, without quotes."
 STATUS_HINT = "Write status codes as integers, e.g. [200, 301, 404]."
 ERROR_STATUS_HINT = (
@@ -201,6 +206,16 @@ BAD_VALUES = [
     ({"BROWSER_CACHE_CONTROL": 0}, [E("FRESHCACHE['BROWSER_CACHE_CONTROL'] must be a "
                                       "Cache-Control value string, or None, not 0",
                                       TYPE_HINT, 6)]),
+    ({"LEASE_SECONDS": -1}, [E("FRESHCACHE['LEASE_SECONDS'] must be a number of seconds from 0 "
+                               "(single flight off) to 3600, not -1", LEASE_HINT, 20)]),
+    ({"LEASE_WAIT_SECONDS": "2"}, [E("FRESHCACHE['LEASE_WAIT_SECONDS'] must be a number of "
+                                     "seconds from 0 (single flight off) to 3600, not the string "
+                                     "'2' (write 2 without quotes)", LEASE_HINT, 20)]),
+    ({"LEASE_SECONDS": 86400}, [E("FRESHCACHE['LEASE_SECONDS'] must be a number of seconds from "
+                                  "0 (single flight off) to 3600, not 86400", LEASE_HINT, 20)]),
+    ({"LEASE_WAIT_SECONDS": float("nan")}, [E("FRESHCACHE['LEASE_WAIT_SECONDS'] must be a number "
+                                              "of seconds from 0 (single flight off) to 3600, "
+                                              "not nan", LEASE_HINT, 20)]),
 ]  # fmt: skip
 
 

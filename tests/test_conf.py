@@ -45,6 +45,8 @@ def test_defaults_are_pinned() -> None:
         "RELAY": True,
         "RELAY_POLL_SECONDS": 1.0,
         "INSTALL_TRIGGERS": True,
+        "LEASE_SECONDS": 10.0,
+        "LEASE_WAIT_SECONDS": 5.0,
     }
 
 
@@ -72,6 +74,8 @@ def test_absent_or_empty_settings_give_the_defaults(raw: Any) -> None:
         relay=True,
         relay_poll_seconds=1.0,
         install_triggers=True,
+        lease_seconds=10.0,
+        lease_wait_seconds=5.0,
     )
 
 

@@ -7,6 +7,7 @@ per-process counters. Races are forced with the protocol's hook points, not hope
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -15,6 +16,7 @@ from django.db import connection, transaction
 import freshcache
 from freshcache import cached, depends_on, invalidate
 from freshcache.core import fetch
+from freshcache.stores import Store
 from freshcache.testing import hook
 from tests.conftest import REDIS_TEST_PREFIX
 from tests.testapp.models import Item
@@ -333,3 +335,51 @@ def test_entry_with_thousands_of_tags(fresh_store: object) -> None:
     assert len(out.tags) == 3000
     invalidate("row:2999")
     assert wide() == 2
+
+
+# -- leases (single flight, contract point 6) --------------------------------------------------
+
+
+def test_a_lease_has_one_holder_until_released(fresh_store: Store) -> None:
+    token = fresh_store.acquire("lease-a", 5)
+    assert token
+    assert fresh_store.acquire("lease-a", 5) is None
+    assert fresh_store.acquire("lease-b", 5), "a lease covers one key"
+    fresh_store.release("lease-a", "0123456789abcdef")  # not the holder's token: no effect
+    assert fresh_store.acquire("lease-a", 5) is None
+    fresh_store.release("lease-a", token)
+    again = fresh_store.acquire("lease-a", 5)
+    assert again and again != token
+
+
+def test_a_lease_ends_with_its_time_to_live(fresh_store: Store) -> None:
+    first = fresh_store.acquire("lease-ttl", 0.3)
+    assert first and fresh_store.acquire("lease-ttl", 0.3) is None
+    time.sleep(0.45)
+    second = fresh_store.acquire("lease-ttl", 5)
+    assert second, "a dead holder blocks nobody after its lease's time to live"
+    fresh_store.release("lease-ttl", first)  # the late holder must not free the new lease
+    assert fresh_store.acquire("lease-ttl", 5) is None
+
+
+def test_one_of_many_threads_gets_the_lease(fresh_store: Store) -> None:
+    barrier = threading.Barrier(8)
+    got: list[str | None] = []
+
+    def take() -> None:
+        barrier.wait()
+        got.append(fresh_store.acquire("lease-race", 5))
+        connection.close()
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(got) == 8 and sum(1 for t in got if t) == 1, got
+
+
+def test_clear_drops_leases(fresh_store: Store) -> None:
+    assert fresh_store.acquire("lease-clear", 5)
+    fresh_store.clear()
+    assert fresh_store.acquire("lease-clear", 5)

@@ -8,8 +8,9 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.cache import cache_page as django_cache_page
 
-from bench.site.views import counted, floor
+from bench.site.views import bump_slow, counted, floor, slow_page
 from blog import views
+from freshcache import cache_page
 
 #: Django's cache_page needs a timeout; long enough that nothing expires during a run.
 DJANGO_TIMEOUT = 3600
@@ -45,5 +46,7 @@ blog_patterns = (
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("floor/", floor, name="floor"),
+    path("slow/", cache_page(slow_page), name="slow"),
+    path("slow/bump/", bump_slow, name="slow-bump"),
     path("", include(blog_patterns)),
 ]

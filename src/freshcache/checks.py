@@ -67,6 +67,9 @@ _HINTS = {
     "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
     "size": "Write a whole number of bytes greater than 0, without quotes (1048576 is 1 MiB), "
     "or None for no limit.",
+    "lease": "Write a number of seconds without quotes, from 0 to 3600: LEASE_SECONDS longer "
+    "than a slow render, LEASE_WAIT_SECONDS as long as a request may wait for another's render "
+    "(0 in either turns single flight off). See docs/settings.md.",
 }
 
 

@@ -52,7 +52,12 @@ DEFAULTS: dict[str, Any] = {
     "RELAY": True,
     "RELAY_POLL_SECONDS": 1.0,
     "INSTALL_TRIGGERS": True,
+    "LEASE_SECONDS": 10.0,
+    "LEASE_WAIT_SECONDS": 5.0,
 }
+
+#: The longest lease (seconds): a render that takes longer is not worth making others wait for.
+MAX_LEASE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,10 @@ class FreshcacheSettings:
     relay: bool = True
     relay_poll_seconds: float = 1.0
     install_triggers: bool = True
+    #: Single flight: how long a lease lasts at most (its holder died: others go ahead after it).
+    lease_seconds: float = 10.0
+    #: Single flight: how long a request waits for another's computation before its own.
+    lease_wait_seconds: float = 5.0
 
 
 class Problem(NamedTuple):
@@ -109,6 +118,7 @@ KINDS = {
     "path": "freshcache.E012",
     "alias": "freshcache.E013",
     "size": "freshcache.E019",
+    "lease": "freshcache.E020",
 }
 
 
@@ -303,6 +313,18 @@ def _paths(reader: _Reader) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def _lease(reader: _Reader, name: str) -> float:
+    """``LEASE_SECONDS`` / ``LEASE_WAIT_SECONDS``: 0 (single flight off) to an hour."""
+    value = reader.get(name)
+    if _is_number(value) and math.isfinite(value) and 0 <= value <= MAX_LEASE_SECONDS:
+        return float(value)
+    reader.problem(
+        name, "lease", f"must be a number of seconds from 0 (single flight off) to "
+        f"{MAX_LEASE_SECONDS}, not {_shown(value)}{_unquote(value)}"
+    )  # fmt: skip
+    return float(DEFAULTS[name])
+
+
 def _log_database(reader: _Reader) -> str | None:
     value = reader.get("LOG_DATABASE")
     aliases = sorted(django_settings.DATABASES)
@@ -357,6 +379,8 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         relay=reader.switch("RELAY"),
         relay_poll_seconds=reader.seconds("RELAY_POLL_SECONDS"),
         install_triggers=reader.switch("INSTALL_TRIGGERS"),
+        lease_seconds=_lease(reader, "LEASE_SECONDS"),
+        lease_wait_seconds=_lease(reader, "LEASE_WAIT_SECONDS"),
     )
     if reader.problems:
         settings = replace(settings, enabled=False)

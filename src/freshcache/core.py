@@ -16,6 +16,10 @@ The freshness protocol, for one cached computation ``fetch(key, compute)``:
    snapshot. A writer bumps only after its COMMIT, so a tag version no newer than the snapshot
    means the write was committed before the computation read anything.
 
+Between 2 and 3, **single flight** (``flight.py``): one caller per key takes a lease in the
+store and computes; the others wait a bounded time, serving only what a later lookup validates,
+and compute with a snapshot taken after their wait if the holder stored nothing.
+
 Any store failure turns into an uncached computation: never an exception for the caller, never
 an old value. Payloads put into shared stores are signed with an HMAC keyed from ``SECRET_KEY``
 and verified before decoding; an unverifiable, truncated or old-format payload is a miss.
@@ -36,8 +40,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.db import connections
 
-from . import counters, hooks
+from . import counters, flight, hooks
 from .conf import get_settings
+from .flight import Claim
 from .invalidation import in_dirty_transaction
 from .log.relay import get_relay
 from .scope import add_tags, open_scope
@@ -260,7 +265,9 @@ def fetch(
     """
     plan = _Plan(key, store, codec, timeout)
     reason = plan.bypass_reason()
-    looked: Hit | Snapshot | str = reason if reason is not None else plan.lookup()
+    looked: Hit | Snapshot | Claim | str = reason if reason is not None else plan.lookup()
+    if isinstance(looked, Snapshot):
+        looked = flight.run(flight.claim(plan, looked))
     if isinstance(looked, Hit):
         ok, value = plan.decode(looked)
         if ok:
@@ -273,17 +280,21 @@ def fetch(
         with open_scope(key) as scope:
             value = compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
-    counters.incr("misses")
-    hooks.run("after_snapshot", key=key, snapshot=looked)
-    with open_scope(key) as scope:
-        value = compute()
-    hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
-    tags = frozenset(scope.tags)
-    refused = plan.refusal(scope.uncacheable)
-    if refused is not None:
-        return Outcome(value, False, False, refused, tags)
-    stored, why = plan.save(value, tags, looked)
-    return Outcome(value, False, stored, why, tags)
+    claimed = looked if isinstance(looked, Claim) else Claim(looked)
+    try:
+        counters.incr("misses")
+        hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
+        with open_scope(key) as scope:
+            value = compute()
+        hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
+        tags = frozenset(scope.tags)
+        refused = plan.refusal(scope.uncacheable)
+        if refused is not None:
+            return Outcome(value, False, False, refused, tags)
+        stored, why = plan.save(value, tags, claimed.snapshot)
+        return Outcome(value, False, stored, why, tags)
+    finally:
+        flight.release(plan, claimed.token)
 
 
 async def afetch(
@@ -315,27 +326,36 @@ async def afetch(
         # The relay just started (or waits for a store): wait for its first drain off the loop.
         await sync_to_async(get_relay().wait_first_drain, thread_sensitive=False)()
         reason = plan.bypass_reason(wait=False)
-    looked: Hit | Snapshot | str = reason if reason is not None else await off_loop(plan.lookup)()
+    looked: Hit | Snapshot | Claim | str = (
+        reason if reason is not None else await off_loop(plan.lookup)()
+    )
+    if isinstance(looked, Snapshot):
+        looked = await flight.arun(flight.claim(plan, looked), off_loop)
     if isinstance(looked, Hit):
         ok, value = plan.decode(looked)
         if ok:
             counters.incr("hits")
             add_tags(looked.tags)
             return Outcome(value, True, False, None, looked.tags)
-        looked = await off_loop(plan.begin)()
+        begun: Snapshot | str = await off_loop(plan.begin)()
+        looked = begun
     if isinstance(looked, str):
         counters.incr("bypasses")
         with open_scope(key) as scope:
             value = await compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
-    counters.incr("misses")
-    hooks.run("after_snapshot", key=key, snapshot=looked)
-    with open_scope(key) as scope:
-        value = await compute()
-    hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
-    tags = frozenset(scope.tags)
-    refused = plan.refusal(scope.uncacheable)
-    if refused is not None:
-        return Outcome(value, False, False, refused, tags)
-    stored, why = await off_loop(plan.save)(value, tags, looked)
-    return Outcome(value, False, stored, why, tags)
+    claimed = looked if isinstance(looked, Claim) else Claim(looked)
+    try:
+        counters.incr("misses")
+        hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
+        with open_scope(key) as scope:
+            value = await compute()
+        hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
+        tags = frozenset(scope.tags)
+        refused = plan.refusal(scope.uncacheable)
+        if refused is not None:
+            return Outcome(value, False, False, refused, tags)
+        stored, why = await off_loop(plan.save)(value, tags, claimed.snapshot)
+        return Outcome(value, False, stored, why, tags)
+    finally:
+        await off_loop(flight.release)(plan, claimed.token)

@@ -20,6 +20,8 @@ FIELDS = (
     "bump_failures",
     "store_errors",
     "corrupt_entries",
+    "lease_waits",
+    "lease_timeouts",
 )
 
 _lock = threading.Lock()

@@ -70,3 +70,18 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.id} {self.source} {self.op} {self.tbl}".strip()
+
+
+class Lease(models.Model):
+    """Who computes an entry right now (single flight): a token until ``expires``."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    token = models.CharField(max_length=32)
+    #: Seconds since the epoch (``time.time()``) when the lease ends unless released before.
+    expires = models.FloatField()
+
+    class Meta:
+        db_table = "freshcache_lease"
+
+    def __str__(self) -> str:
+        return self.key

@@ -118,13 +118,17 @@ class Blog:
         return self.base + path
 
 
-def start_server(argv: list[str], store: str, port: int) -> Server:
+def start_server(
+    argv: list[str], store: str, port: int, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``argv`` in the example directory with :func:`blog_env` (plus ``env``); wait until
+    it answers ``/``."""
     log = Path(tempfile.mkstemp(prefix=f"{RUN}-server-", suffix=".log")[1])
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv,
             cwd=EXAMPLE,
-            env=blog_env(store),
+            env={**blog_env(store), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches the workers

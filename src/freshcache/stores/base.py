@@ -24,6 +24,12 @@ checks for every implementation:
    yet. So the relay never bumps again what the writer's own bump already did (that would cost
    every dependent entry a second miss), and a write whose bump failed is bumped exactly once,
    by whichever relay gets there first. Losing a mark costs one extra bump, never a lost one.
+6. ``acquire(key, ttl)`` gives at most one caller at a time the *lease* on ``key`` (single-flight
+   rendering, ``flight.py``): a token until ``release(key, token)`` or until ``ttl`` seconds
+   have passed, whichever comes first; ``None`` to everyone else meanwhile. A lease only decides
+   who computes: it never makes anything fresh or stale, so a lease lost (evicted, a store
+   restarted) costs one extra computation, and a value under the lease's name that the store did
+   not write never raises and never blocks longer than a lease would.
 
 Methods raise :class:`StoreUnavailable` when the backing service cannot be reached; the core
 turns that into an uncached computation. Implementations add only their reasons to these
@@ -36,7 +42,11 @@ import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Hit", "Snapshot", "Store", "StoreFull", "StoreUnavailable"]
+__all__ = ["NO_LEASE", "Hit", "Snapshot", "Store", "StoreFull", "StoreUnavailable"]
+
+#: The token :meth:`Store.acquire` returns from a store that keeps no leases: go ahead, alone
+#: or not (every caller computes, as without single flight).
+NO_LEASE = ""
 
 
 class StoreUnavailable(Exception):
@@ -126,6 +136,19 @@ class Store(abc.ABC):
         Each row is checked and bumped atomically, and its mark recorded with the bump. Return
         how many rows were bumped (the others had been applied already).
         """
+
+    def acquire(self, key: str, ttl: float) -> str | None:
+        """Take the lease on ``key`` for ``ttl`` seconds (> 0); return its token, or ``None``
+        while another caller holds it.
+
+        The default keeps no leases and returns :data:`NO_LEASE` to everyone. Raise
+        :class:`StoreUnavailable` when the store cannot answer (the caller then computes).
+        """
+        return NO_LEASE
+
+    def release(self, key: str, token: str) -> None:
+        """Give the lease on ``key`` back if ``token`` still holds it (else do nothing: it
+        expired and may be someone else's now). :data:`NO_LEASE` is never held."""
 
     def forget(self, marks: Collection[int]) -> None:
         """Drop the marks of log rows the relay has deleted (stores whose marks expire skip it)."""

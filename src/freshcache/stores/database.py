@@ -14,19 +14,29 @@ reader could snapshot past it and still read the old rows.
 Inside an open transaction every statement of the store runs in a savepoint, so a failure in the
 cache never aborts the caller's transaction.
 
+Leases (single flight) are rows of ``freshcache_lease`` with an expiry read from the database's
+own clock (no skew between application servers); taking one is a single upsert that succeeds
+only over an expired row. No connection is held while a lease is: it is a row, not a lock.
+Inside an open transaction (``ATOMIC_REQUESTS``) no lease is taken: the row would stay invisible
+to other connections until COMMIT while locking them out of it, so those computations run as
+without single flight.
+
 Garbage: a row or value the store did not write (an entry's versions text emptied, truncated or
 not parsing, a payload or expiry of the wrong type, a tag version of zero or below or ahead of the
 sequence, a mark row holding anything but a bump's version, a SQLite sequence row that is missing
 or not an integer) is never trusted and never an exception: an entry misses, a tag version counts
 as lost (the first-sighting rule applies, and the row is replaced), a mark is no mark (its log
 row is bumped again), and a broken SQLite sequence restarts above every tag version with every
-entry deleted, logged once at WARNING. A well-formed value written from outside (a plausible
-version number) cannot be told from a real one.
+entry deleted, logged once at WARNING. A lease row whose expiry is missing, not a number or
+further ahead than any lease lasts (``conf.MAX_LEASE_SECONDS``) counts as expired. A
+well-formed value written from outside (a plausible version number) cannot be told from a
+real one.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,8 +46,9 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..conf import MAX_LEASE_SECONDS
 from . import database_rows as rows
-from .base import Hit, Snapshot, Store, StoreUnavailable
+from .base import NO_LEASE, Hit, Snapshot, Store, StoreUnavailable
 from .database_rows import HEADER, SHIFT
 
 __all__ = ["DatabaseStore"]
@@ -52,6 +63,10 @@ _CHUNK = 500
 #: A SQLite sequence row restarted after it was lost or corrupted jumps this far above the
 #: highest tag version, past any snapshot a computation in flight may hold.
 RESTART_GAP = 1 << 20
+_NOW = {
+    "postgresql": "extract(epoch from clock_timestamp())::float8",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
 #: Tag versions whose sequence part is beyond this are not taken into account by that restart.
 _MAX_SEQ = 1 << 40
 #: Expired entries are ignored by lookups and deleted by stores: at most every this many
@@ -400,12 +415,46 @@ class DatabaseStore(Store):
 
         self._run(run)
 
+    def acquire(self, key: str, ttl: float) -> str | None:
+        conn = self.connection
+        if conn.in_atomic_block or conn.vendor not in _NOW:
+            return NO_LEASE  # see the module docstring
+        token = secrets.token_hex(8)
+        now = _NOW[conn.vendor]
+        sql = (
+            "INSERT INTO freshcache_lease (key, token, expires) "
+            f"VALUES (%s, %s, {now} + %s) ON CONFLICT (key) DO UPDATE SET "
+            "token = excluded.token, expires = excluded.expires "
+            f"WHERE freshcache_lease.expires IS NULL OR freshcache_lease.expires < {now} "
+            f"OR freshcache_lease.expires > {now} + %s "
+            "RETURNING token"
+        )
+
+        def run(cursor: Any) -> str | None:
+            cursor.execute(sql, [key, token, float(ttl), float(MAX_LEASE_SECONDS)])
+            row = cursor.fetchone()
+            return token if row is not None and row[0] == token else None
+
+        return self._run(run)
+
+    def release(self, key: str, token: str) -> None:
+        if not token or self.connection.in_atomic_block:
+            return
+
+        def run(cursor: Any) -> None:
+            cursor.execute(
+                "DELETE FROM freshcache_lease WHERE key = %s AND token = %s", [key, token]
+            )
+
+        self._run(run)
+
     def bumps_in_transaction(self, using: str) -> bool:
         return using == self.alias
 
     def clear(self) -> None:
         def run(cursor: Any) -> None:
             cursor.execute("DELETE FROM freshcache_entry")
+            cursor.execute("DELETE FROM freshcache_lease")
 
         self._run(run)
 

@@ -4,6 +4,8 @@ Entries and tag versions live in this process only, so a write made by another p
 gunicorn worker, a ``manage.py shell``) is not seen here: use a shared store (``database://`` or
 ``redis://``) whenever more than one process serves or writes (check ``freshcache.W001``).
 Both maps are bounded LRUs; evicting a tag version only causes misses (contract point 4).
+Leases (single flight) live in this process too: they keep one computation per key *per
+process*, which is all that sharing nothing allows.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class MemoryStore(Store):
         self._entries: OrderedDict[str, tuple[bytes, dict[str, tuple[int, int]], float | None]] = (
             OrderedDict()
         )
+        # key -> (token, expiry as time.monotonic()); expired ones are dropped when met, and
+        # the table is bounded like the entries (a lease forgotten costs one extra computation).
+        self._leases: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(self._epoch, self._seq)
@@ -142,6 +147,25 @@ class MemoryStore(Store):
                     applied += 1
         return applied
 
+    def acquire(self, key: str, ttl: float) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held[1] > now:
+                return None
+            token = secrets.token_hex(8)
+            self._leases[key] = (token, now + ttl)
+            self._leases.move_to_end(key)
+            while len(self._leases) > self.max_entries:
+                self._leases.popitem(last=False)
+            return token
+
+    def release(self, key: str, token: str) -> None:
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held[0] == token:
+                del self._leases[key]
+
     def forget(self, marks: Collection[int]) -> None:
         with self._lock:
             for mark in marks:
@@ -152,6 +176,7 @@ class MemoryStore(Store):
             self._entries.clear()
             self._tags.clear()
             self._marks.clear()
+            self._leases.clear()
             self._epoch = secrets.token_hex(8)
 
     def __len__(self) -> int:

@@ -14,6 +14,8 @@ Cluster slot and the scripts may touch them together):
   (its tags and their versions), then the payload: a tag costs its own bytes, nothing more. It
   expires after its timeout (``TIMEOUT``), so ``volatile-*`` eviction policies can evict it.
 * ``{P}:server`` the run id of the Redis server the current epoch belongs to;
+* ``{P}:l:KEY``  the lease on entry KEY (single flight): the holder's token, 16 hex digits,
+  with the lease's time to live (``lua/acquire.lua``, ``lua/release.lua``);
 * ``{P}:m:ID``   the mark of invalidation-log row ID, set with the bump that applied it (it
   holds the epoch's token); it expires after :data:`MARK_TTL_MS` (a relay applies a row within
   seconds; an expired mark costs one extra bump, never a lost one).
@@ -118,9 +120,10 @@ class RedisStore(Store):
         self._tag_prefix = f"{base}:t:"
         self._entry_prefix = f"{base}:e:"
         self._mark_prefix = f"{base}:m:"
+        self._lease_prefix = f"{base}:l:"
         self._scripts = {
             name: self._client.register_script(script(name))
-            for name in ("lookup", "set", "bump", "apply", "begin", "rotate")
+            for name in ("lookup", "set", "bump", "apply", "begin", "rotate", "acquire", "release")
         }
         self._lock = threading.Lock()
         self._open_until = 0.0  # circuit breaker: no calls before this monotonic time
@@ -378,11 +381,32 @@ class RedisStore(Store):
         self._status(status)
         return count
 
+    def acquire(self, key: str, ttl: float) -> str | None:
+        token = secrets.token_hex(8)
+        reply: Any = self._call(
+            lambda: self._scripts["acquire"](
+                keys=[self._lease_prefix + key], args=[token, max(1, int(ttl * 1000))]
+            )
+        )
+        if reply == 1:
+            return token
+        if reply == 0:
+            return None
+        raise self._bad_reply("acquire", reply, ValueError("not 0 or 1"))
+
+    def release(self, key: str, token: str) -> None:
+        if token:
+            self._call(
+                # Behind the breaker: while Redis is failing, the lease ends with its time to live
+                # rather than costing the holder a socket timeout.
+                lambda: self._scripts["release"](keys=[self._lease_prefix + key], args=[token])
+            )
+
     def clear(self) -> None:
         def run() -> None:
             self._rotate()
             base = self._epoch_key[: -len(":epoch")]
-            for pattern in (f"{base}:e:*", f"{base}:t:*"):
+            for pattern in (f"{base}:e:*", f"{base}:t:*", f"{base}:l:*"):
                 batch = []
                 for k in self._client.scan_iter(match=pattern, count=1000):
                     batch.append(k)
