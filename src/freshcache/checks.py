@@ -65,6 +65,8 @@ _HINTS = {
     "responses are never stored, whatever this setting says.",
     "path": "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/').",
     "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
+    "cache": "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. "
+    "See docs/settings.md.",
 }
 
 

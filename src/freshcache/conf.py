@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "RELAY": True,
     "RELAY_POLL_SECONDS": 1.0,
     "INSTALL_TRIGGERS": True,
+    "DJANGO_CACHES": {},
 }
 
 
@@ -81,6 +82,8 @@ class FreshcacheSettings:
     relay: bool = True
     relay_poll_seconds: float = 1.0
     install_triggers: bool = True
+    #: ``CACHES`` aliases whose locality is declared: ``"shared"`` or ``"local"``.
+    django_caches: dict[str, str] = field(default_factory=dict)
 
 
 class Problem(NamedTuple):
@@ -104,6 +107,7 @@ KINDS = {
     "error_status": "freshcache.E011",
     "path": "freshcache.E012",
     "alias": "freshcache.E013",
+    "cache": "freshcache.E019",
 }
 
 
@@ -300,6 +304,33 @@ def _log_database(reader: _Reader) -> str | None:
     return None if DEFAULTS["LOG_DATABASE"] not in aliases else str(DEFAULTS["LOG_DATABASE"])
 
 
+def _django_caches(reader: _Reader) -> dict[str, str]:
+    value = reader.get("DJANGO_CACHES")
+    if not isinstance(value, dict):
+        reader.problem(
+            "DJANGO_CACHES", "cache", f"must map CACHES aliases to 'shared' or 'local', not "
+            f"{_shown(value)}"
+        )  # fmt: skip
+        return {}
+    aliases = sorted(getattr(django_settings, "CACHES", None) or {"default": None})
+    kept: dict[str, str] = {}
+    for alias, kind in value.items():
+        if not isinstance(alias, str) or alias not in aliases:
+            hint = did_you_mean(alias, aliases) if isinstance(alias, str) else ""
+            reader.problem(
+                "DJANGO_CACHES", "cache", f"has {alias!r}, which is not an alias of CACHES "
+                f"({', '.join(aliases)}){hint}"
+            )  # fmt: skip
+        elif kind not in ("shared", "local"):
+            reader.problem(
+                "DJANGO_CACHES", "cache", f"maps {alias!r} to {_shown(kind)}: write 'shared' "
+                "or 'local'"
+            )  # fmt: skip
+        else:
+            kept[alias] = kind
+    return kept
+
+
 def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
     """Read a ``FRESHCACHE`` value: the settings to run with, and every mistake found.
 
@@ -340,6 +371,7 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         relay=reader.switch("RELAY"),
         relay_poll_seconds=reader.seconds("RELAY_POLL_SECONDS"),
         install_triggers=reader.switch("INSTALL_TRIGGERS"),
+        django_caches=_django_caches(reader),
     )
     if reader.problems:
         settings = replace(settings, enabled=False)

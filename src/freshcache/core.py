@@ -256,12 +256,12 @@ def fetch(
         looked = plan.begin()
     if isinstance(looked, str):
         counters.incr("bypasses")
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
     counters.incr("misses")
     hooks.run("after_snapshot", key=key, snapshot=looked)
-    with open_scope(key) as scope:
+    with open_scope(key, shared=plan.store.shared) as scope:
         value = compute()
     hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
     tags = frozenset(scope.tags)
@@ -311,12 +311,12 @@ async def afetch(
         looked = await off_loop(plan.begin)()
     if isinstance(looked, str):
         counters.incr("bypasses")
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = await compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
     counters.incr("misses")
     hooks.run("after_snapshot", key=key, snapshot=looked)
-    with open_scope(key) as scope:
+    with open_scope(key, shared=plan.store.shared) as scope:
         value = await compute()
     hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
     tags = frozenset(scope.tags)
