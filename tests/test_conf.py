@@ -44,6 +44,7 @@ def test_defaults_are_pinned() -> None:
         "RELAY": True,
         "RELAY_POLL_SECONDS": 1.0,
         "INSTALL_TRIGGERS": True,
+        "DJANGO_CACHES": {},
     }
 
 
@@ -70,6 +71,7 @@ def test_absent_or_empty_settings_give_the_defaults(raw: Any) -> None:
         relay=True,
         relay_poll_seconds=1.0,
         install_triggers=True,
+        django_caches={},
     )
 
 
