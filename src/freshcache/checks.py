@@ -62,7 +62,7 @@ def _check_django_caches(settings: Any) -> list[CheckMessage]:
     shared = sorted(n for n, url in settings.stores.items() if urlsplit(url).scheme != "memory")
     if not shared:
         return []
-    found = []
+    found: list[CheckMessage] = []
     for alias, params in sorted(getattr(django_settings, "CACHES", {}).items()):
         declared = settings.django_caches.get(alias)
         try:
