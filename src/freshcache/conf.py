@@ -107,7 +107,7 @@ KINDS = {
     "error_status": "freshcache.E011",
     "path": "freshcache.E012",
     "alias": "freshcache.E013",
-    "cache": "freshcache.E019",
+    "cache": "freshcache.E021",
 }
 
 
