@@ -54,6 +54,10 @@ ERROR_STATUS_HINT = (
 )
 PATH_HINT = "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/')."
 ALIAS_HINT = "Name an alias from DATABASES, or None to turn the invalidation log off."
+CACHE_HINT = (
+    "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. See "
+    "docs/settings.md."
+)
 URL_HINT = "Check the host, port and options; see docs/settings.md for store URLs."
 REDIS_OPTIONS = (
     "breaker_seconds, client_name, connect_timeout, db, max_connections, password, prefix, "
@@ -73,6 +77,15 @@ UNKEYABLE_HINT = (
     "and booleans; to key this value, keep it in such a column too (a price as a whole number "
     "of cents, a date as its ISO text)."
 )
+
+
+@pytest.fixture(autouse=True)
+def _shared_django_cache() -> Iterator[None]:
+    """Django's default CACHES is process-local: W005 with every shared store. These tests are
+    about the other checks; the W005 tests below set CACHES themselves."""
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    with override_settings(CACHES=dummy):
+        yield
 
 
 def checks(**freshcache: Any) -> list[Any]:
@@ -105,6 +118,7 @@ def test_every_setting_with_a_valid_value_is_clean() -> None:
             HEADER=False, BROWSER_CACHE_CONTROL=None, MAX_QUERY_PARAMS=1, MAX_QUERY_LENGTH=10,
             NEVER_CACHE_PATHS=("/admin/", "/api"), CACHE_STATUSES={200, 301, 404},
             LOG_DATABASE=None, RELAY=False, RELAY_POLL_SECONDS=0.1, INSTALL_TRIGGERS=False,
+            DJANGO_CACHES={"default": "shared"},
         ) == []  # fmt: skip
 
 
@@ -203,6 +217,14 @@ BAD_VALUES = [
                                    "not ['memory://']", TYPE_HINT, 6)]),
     ({"KEY_PREFIX": "{site}"}, [E("FRESHCACHE['KEY_PREFIX'] must be a non-empty string without "
                                   "braces, not the string '{site}'", TYPE_HINT, 6)]),
+    ({"DJANGO_CACHES": {"defualt": "shared", "default": "Shared"}}, [
+        E("FRESHCACHE['DJANGO_CACHES'] has 'defualt', which is not an alias of CACHES (default) "
+          "(did you mean 'default'?)", CACHE_HINT, 19),
+        E("FRESHCACHE['DJANGO_CACHES'] maps 'default' to the string 'Shared': write 'shared' or "
+          "'local'", CACHE_HINT, 19),
+    ]),
+    ({"DJANGO_CACHES": ["default"]}, [E("FRESHCACHE['DJANGO_CACHES'] must map CACHES aliases to "
+                                        "'shared' or 'local', not ['default']", CACHE_HINT, 19)]),
     ({"BROWSER_CACHE_CONTROL": 0}, [E("FRESHCACHE['BROWSER_CACHE_CONTROL'] must be a "
                                       "Cache-Control value string, or None, not 0",
                                       TYPE_HINT, 6)]),
@@ -307,13 +329,15 @@ def test_e003_redis_not_installed(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.endswith(
+    assert (
         "ERRORS:\n"
         "?: (freshcache.E003) Store 'default' is a Redis URL but the redis package is not "
         "installed.\n"
         "\tHINT: pip install 'django-freshcache[redis]'\n\n"
-        "System check identified 1 issue (0 silenced).\n"
-    )
+    ) in result.stderr
+    # The test settings keep Django's default, process-local CACHES beside a Redis store.
+    assert "?: (freshcache.W005) CACHES['default'] uses LocMemCache" in result.stderr
+    assert result.stderr.endswith("System check identified 2 issues (0 silenced).\n")
 
 
 def test_e004_unknown_database_alias() -> None:
@@ -534,6 +558,54 @@ def test_w001_memory_store_without_debug() -> None:
 
 def test_database_store_is_clean() -> None:
     assert checks(STORE="database://") == []
+
+
+LOCMEM = "django.core.cache.backends.locmem.LocMemCache"
+
+
+def w005(alias: str, backend: str, store: str = "default") -> Warning:
+    return Warning(
+        f"CACHES[{alias!r}] uses {backend}, which each process keeps for itself, while the "
+        f"freshcache store {store!r} is shared.",
+        hint="Cached pages and functions that read this cache (cache.get(), e.g. in a template "
+        "tag) are served but never stored: a write in another process cannot reach this "
+        "process's copy. Use a shared backend in CACHES (Redis, Memcached, database), or, if its "
+        "values are the same in every process, declare it: FRESHCACHE['DJANGO_CACHES'] = "
+        f"{{{alias!r}: 'shared'}}.",
+        id="freshcache.W005",
+    )
+
+
+def test_w005_a_local_django_cache_with_a_shared_store() -> None:
+    caches = {
+        "default": {"BACKEND": LOCMEM},
+        "files": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                  "LOCATION": "/tmp/freshcache-w005"},
+        "immutable": {"BACKEND": LOCMEM, "LOCATION": "immutable"},
+        "noop": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                  "LOCATION": "redis://127.0.0.1:6379/13"},
+        "team": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                 "LOCATION": "redis://127.0.0.1:6379/13"},
+    }  # fmt: skip
+    with override_settings(CACHES=caches):
+        assert checks(
+            STORE="database://", DJANGO_CACHES={"immutable": "shared", "team": "local"}
+        ) == [
+            w005("default", "LocMemCache", "default"),
+            w005("files", "FileBasedCache"),
+            w005("team", "RedisCache"),
+        ]
+        # The in-process store lives in the process too: a local cache is then a dependency.
+        with override_settings(DEBUG=True):
+            assert checks(STORE="memory://") == []
+
+
+def test_w005_names_a_shared_store_among_several() -> None:
+    with override_settings(CACHES={"default": {"BACKEND": LOCMEM}}, DEBUG=True):
+        assert checks(STORE="memory://", STORES={"pages": "database://"}) == [
+            w005("default", "LocMemCache", "pages")
+        ]
 
 
 @pytest.fixture

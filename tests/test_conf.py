@@ -47,6 +47,7 @@ def test_defaults_are_pinned() -> None:
         "INSTALL_TRIGGERS": True,
         "LEASE_SECONDS": 10.0,
         "LEASE_WAIT_SECONDS": 5.0,
+        "DJANGO_CACHES": {},
     }
 
 
@@ -76,6 +77,7 @@ def test_absent_or_empty_settings_give_the_defaults(raw: Any) -> None:
         install_triggers=True,
         lease_seconds=10.0,
         lease_wait_seconds=5.0,
+        django_caches={},
     )
 
 

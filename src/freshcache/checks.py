@@ -48,7 +48,45 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.extend(_check_store(name, url, warn=not found))
     if not found:
         messages.extend(_check_log(settings, kwargs.get("databases")))
+        messages.extend(_check_django_caches(settings))
     return messages
+
+
+def _check_django_caches(settings: Any) -> list[CheckMessage]:
+    """freshcache.W005: a process-local ``CACHES`` backend while a freshcache store is shared."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.filebased import FileBasedCache
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.utils.module_loading import import_string
+
+    shared = sorted(n for n, url in settings.stores.items() if urlsplit(url).scheme != "memory")
+    if not shared:
+        return []
+    found: list[CheckMessage] = []
+    for alias, params in sorted(getattr(django_settings, "CACHES", {}).items()):
+        declared = settings.django_caches.get(alias)
+        try:
+            backend = import_string(params["BACKEND"])
+        except Exception:
+            continue  # Django reports a backend that cannot be imported
+        if not isinstance(backend, type) or issubclass(backend, DummyCache):
+            continue  # DummyCache never returns a value: nothing read from it goes stale
+        local = issubclass(backend, LocMemCache | FileBasedCache)
+        if declared == "shared" or not (local or declared == "local"):
+            continue
+        found.append(
+            Warning(
+                f"CACHES[{alias!r}] uses {backend.__name__}, which each process keeps for "
+                f"itself, while the freshcache store {shared[0]!r} is shared.",
+                hint="Cached pages and functions that read this cache (cache.get(), e.g. in a "
+                "template tag) are served but never stored: a write in another process cannot "
+                "reach this process's copy. Use a shared backend in CACHES (Redis, Memcached, "
+                "database), or, if its values are the same in every process, declare it: "
+                f"FRESHCACHE['DJANGO_CACHES'] = {{{alias!r}: 'shared'}}.",
+                id="freshcache.W005",
+            )
+        )
+    return found
 
 
 #: The hint of each kind of mistake that ``conf.read`` finds (``conf.KINDS`` has their ids).
@@ -70,6 +108,8 @@ _HINTS = {
     "lease": "Write a number of seconds without quotes, from 0 to 3600: LEASE_SECONDS longer "
     "than a slow render, LEASE_WAIT_SECONDS as long as a request may wait for another's render "
     "(0 in either turns single flight off). See docs/settings.md.",
+    "cache": "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. "
+    "See docs/settings.md.",
 }
 
 

@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "INSTALL_TRIGGERS": True,
     "LEASE_SECONDS": 10.0,
     "LEASE_WAIT_SECONDS": 5.0,
+    "DJANGO_CACHES": {},
 }
 
 #: The longest lease (seconds): a render that takes longer is not worth making others wait for.
@@ -94,6 +95,8 @@ class FreshcacheSettings:
     lease_seconds: float = 10.0
     #: Single flight: how long a request waits for another's computation before its own.
     lease_wait_seconds: float = 5.0
+    #: ``CACHES`` aliases whose locality is declared: ``"shared"`` or ``"local"``.
+    django_caches: dict[str, str] = field(default_factory=dict)
 
 
 class Problem(NamedTuple):
@@ -119,6 +122,7 @@ KINDS = {
     "alias": "freshcache.E013",
     "size": "freshcache.E019",
     "lease": "freshcache.E020",
+    "cache": "freshcache.E021",
 }
 
 
@@ -338,6 +342,33 @@ def _log_database(reader: _Reader) -> str | None:
     return None if DEFAULTS["LOG_DATABASE"] not in aliases else str(DEFAULTS["LOG_DATABASE"])
 
 
+def _django_caches(reader: _Reader) -> dict[str, str]:
+    value = reader.get("DJANGO_CACHES")
+    if not isinstance(value, dict):
+        reader.problem(
+            "DJANGO_CACHES", "cache", f"must map CACHES aliases to 'shared' or 'local', not "
+            f"{_shown(value)}"
+        )  # fmt: skip
+        return {}
+    aliases = sorted(getattr(django_settings, "CACHES", None) or {"default": None})
+    kept: dict[str, str] = {}
+    for alias, kind in value.items():
+        if not isinstance(alias, str) or alias not in aliases:
+            hint = did_you_mean(alias, aliases) if isinstance(alias, str) else ""
+            reader.problem(
+                "DJANGO_CACHES", "cache", f"has {alias!r}, which is not an alias of CACHES "
+                f"({', '.join(aliases)}){hint}"
+            )  # fmt: skip
+        elif kind not in ("shared", "local"):
+            reader.problem(
+                "DJANGO_CACHES", "cache", f"maps {alias!r} to {_shown(kind)}: write 'shared' "
+                "or 'local'"
+            )  # fmt: skip
+        else:
+            kept[alias] = kind
+    return kept
+
+
 def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
     """Read a ``FRESHCACHE`` value: the settings to run with, and every mistake found.
 
@@ -381,6 +412,7 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         install_triggers=reader.switch("INSTALL_TRIGGERS"),
         lease_seconds=_lease(reader, "LEASE_SECONDS"),
         lease_wait_seconds=_lease(reader, "LEASE_WAIT_SECONDS"),
+        django_caches=_django_caches(reader),
     )
     if reader.problems:
         settings = replace(settings, enabled=False)

@@ -277,14 +277,14 @@ def fetch(
         looked = plan.begin()
     if isinstance(looked, str):
         counters.incr("bypasses")
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
     claimed = looked if isinstance(looked, Claim) else Claim(looked)
     try:
         counters.incr("misses")
         hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = compute()
         hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
         tags = frozenset(scope.tags)
@@ -341,14 +341,14 @@ async def afetch(
         looked = begun
     if isinstance(looked, str):
         counters.incr("bypasses")
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = await compute()
         return Outcome(value, False, False, looked, frozenset(scope.tags))
     claimed = looked if isinstance(looked, Claim) else Claim(looked)
     try:
         counters.incr("misses")
         hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
-        with open_scope(key) as scope:
+        with open_scope(key, shared=plan.store.shared) as scope:
             value = await compute()
         hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
         tags = frozenset(scope.tags)

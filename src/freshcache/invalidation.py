@@ -108,17 +108,27 @@ def invalidate_tags(
     *,
     marks: Collection[int] = (),
     logged: bool = False,
+    now: bool = False,
 ) -> None:
     """Bump already-named tags, deferring to the commit of ``using``'s open transaction.
 
     ``marks``: ids of the log rows these tags apply; ``logged``: the database triggers logged
     this write already. Otherwise, when the log is on, a row is added for the tags.
+
+    ``now``: the write is not transactional (a write through Django's cache framework: it is
+    visible to every process already, and a rollback would not undo it), so bump immediately
+    whatever transaction is open, and do not mark that transaction dirty. A failed bump is
+    logged in a transaction of its own (a rollback of the caller's must not lose it).
     """
     tags = frozenset(tags)
     if not tags and not marks:
         return
     using = using or DEFAULT_DB_ALIAS
     conn = connections[using]
+    if now:
+        if _bump_all(tags, marks, using) and log.is_active(using):
+            _log_outside_transaction(tags, using)
+        return
     if not tags:  # log rows that need no bump (a volatile-only write): only mark them
         if conn.in_atomic_block:
             transaction.on_commit(lambda: _bump_all(tags, marks, using), using=using, robust=True)
@@ -167,6 +177,28 @@ def _bump(store: object, tags: Collection[str], marks: Collection[int]) -> bool:
         return False
     counters.incr("bumps")
     return True
+
+
+def _log_outside_transaction(tags: Collection[str], using: str) -> None:
+    """Write a log row for ``tags`` that commits now, whatever transaction this thread has open.
+
+    Django's connections belong to their thread: a short-lived thread gets a connection of its
+    own, in autocommit mode. Only reached after a failed bump (the store is down), so the cost
+    of a new connection is paid rarely.
+    """
+    if not connections[using].in_atomic_block:
+        log.write_row(tags, using)
+        return
+
+    def write() -> None:
+        try:
+            log.write_row(tags, using)
+        finally:
+            connections[using].close()
+
+    thread = threading.Thread(target=write, name="freshcache-log-row", daemon=True)
+    thread.start()
+    thread.join()
 
 
 def in_dirty_transaction() -> bool:

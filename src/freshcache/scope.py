@@ -32,6 +32,9 @@ class Scope:
     #: Database reads capture saw in this scope itself (inner scopes count their own). Reads
     #: that leave the scope with no tag at all are a bug signal: ``@cached`` refuses to store.
     reads: int = 0
+    #: The result (or an enclosing scope's) is meant for a store shared between processes:
+    #: then what was read from state local to this process must not be stored.
+    shared: bool = False
 
     def add(self, tags: Iterable[str]) -> None:
         """Record one database read (called by capture) and the tags it depends on."""
@@ -68,10 +71,13 @@ def mark_uncacheable(reason: str) -> None:
 
 
 @contextmanager
-def open_scope(name: str = "") -> Iterator[Scope]:
-    """Open a scope for the duration of the block; on exit its tags bubble up to the parent."""
+def open_scope(name: str = "", *, shared: bool = False) -> Iterator[Scope]:
+    """Open a scope for the duration of the block; on exit its tags bubble up to the parent.
+
+    ``shared``: the result goes to a store other processes read (inherited by inner scopes).
+    """
     parent = _current.get()
-    scope = Scope(name=name, parent=parent)
+    scope = Scope(name=name, parent=parent, shared=shared or (parent is not None and parent.shared))
     token = _current.set(scope)
     try:
         yield scope

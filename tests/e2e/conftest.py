@@ -43,7 +43,7 @@ def _pg_connect(dbname: str):  # type: ignore[no-untyped-def]
     )
 
 
-def blog_env(store: str) -> dict[str, str]:
+def blog_env(store: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         BLOG_DB="postgres",
@@ -54,6 +54,7 @@ def blog_env(store: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="mysite.settings",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra or {})
     return env
 
 
@@ -128,7 +129,7 @@ def start_server(
         process = subprocess.Popen(
             argv,
             cwd=EXAMPLE,
-            env={**blog_env(store), **(env or {})},
+            env=blog_env(store, env),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches the workers
