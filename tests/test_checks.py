@@ -219,12 +219,12 @@ BAD_VALUES = [
                                   "braces, not the string '{site}'", TYPE_HINT, 6)]),
     ({"DJANGO_CACHES": {"defualt": "shared", "default": "Shared"}}, [
         E("FRESHCACHE['DJANGO_CACHES'] has 'defualt', which is not an alias of CACHES (default) "
-          "(did you mean 'default'?)", CACHE_HINT, 19),
+          "(did you mean 'default'?)", CACHE_HINT, 21),
         E("FRESHCACHE['DJANGO_CACHES'] maps 'default' to the string 'Shared': write 'shared' or "
-          "'local'", CACHE_HINT, 19),
+          "'local'", CACHE_HINT, 21),
     ]),
     ({"DJANGO_CACHES": ["default"]}, [E("FRESHCACHE['DJANGO_CACHES'] must map CACHES aliases to "
-                                        "'shared' or 'local', not ['default']", CACHE_HINT, 19)]),
+                                        "'shared' or 'local', not ['default']", CACHE_HINT, 21)]),
     ({"BROWSER_CACHE_CONTROL": 0}, [E("FRESHCACHE['BROWSER_CACHE_CONTROL'] must be a "
                                       "Cache-Control value string, or None, not 0",
                                       TYPE_HINT, 6)]),
