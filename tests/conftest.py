@@ -128,11 +128,15 @@ def _end_stray_connections(django_db_setup: None, django_db_blocker: Any) -> Ite
     (servers, thread pools): otherwise DROP DATABASE fails and the database is left behind."""
     yield
     with django_db_blocker.unblock():
-        from django.db import connection
+        from django.db import OperationalError, connection
 
+        # A run whose tests never touched the database has none to connect to: nothing to end.
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+            except OperationalError:
+                pass

@@ -271,3 +271,26 @@ def test_a_store_name_lost_to_a_mistake_is_unusable_not_an_error() -> None:
         store = freshcache.store("pages")
         assert isinstance(store, UnusableStore)
         assert freshcache.store("pages") is store
+
+
+def test_the_readme_configuration_is_valid_and_names_every_setting() -> None:
+    """The README's ``FRESHCACHE`` example is read without a mistake and shows every setting
+    except the ones only a few sites need (documented in docs/settings.md)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    block = re.search(r"```python\nFRESHCACHE = (\{.*?\n\})\n```", section, re.S)
+    assert block is not None, "the README's configuration block moved"
+    raw = ast.literal_eval(block.group(1))
+    settings, found = read(raw)
+    assert found == ()
+    assert settings.enabled
+    rare = {
+        "HEADER", "BROWSER_CACHE_CONTROL", "MAX_QUERY_PARAMS", "MAX_QUERY_LENGTH",
+        "NEVER_CACHE_PATHS", "CACHE_STATUSES", "PREDICATE_FIELDS", "RELAY_POLL_SECONDS",
+        "INSTALL_TRIGGERS",
+    }  # fmt: skip
+    assert set(DEFAULTS) - set(raw) <= rare
