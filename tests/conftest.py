@@ -110,6 +110,16 @@ def fresh_store(store_kind: str, transactional_db: None) -> Iterator[Store]:
         store.clear()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Stop the relay before any fixture is torn down: a relay still writing to the test
+    database while ``transactional_db`` flushes it (TRUNCATE) can deadlock with the flush."""
+    from freshcache.log.relay import get_relay
+
+    get_relay().stop()
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
 def _stop_relay() -> Iterator[None]:
     """Each test starts with no relay thread: one left from an earlier test would apply that

@@ -189,7 +189,7 @@ class FailingLeases(MemoryStore):
         raise StoreUnavailable("leases are down")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_lease_errors_mean_no_single_flight_never_an_error() -> None:
     store = FailingLeases("failing", "memory://")
     outcomes = in_threads(3, lambda i: fetch("fl:down", slow("down", 0.1), store=store))
@@ -197,7 +197,7 @@ def test_lease_errors_mean_no_single_flight_never_an_error() -> None:
     assert fetch("fl:down", slow("down", 0), store=store).hit
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_async_waiters_sleep_without_blocking_the_loop() -> None:
     async def compute() -> str:
         runs["async"] += 1

@@ -8,6 +8,7 @@ that apply. The matrix: middleware on/off x decorated or not (function, async, c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,15 +43,25 @@ COUNTERS = {
 
 @pytest.fixture
 def lookups(page_store: None, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every key the page store is asked for, in order."""
+    """Every key the page store is asked for by a request, in order (not the second look a
+    single-flight holder takes right after winning its lease: that is one request's miss)."""
     store = freshcache.store()
     seen: list[str] = []
-    real = store.lookup
+    real_lookup, real_acquire = store.lookup, store.acquire
+    holding = threading.local()
+
+    def acquire(key: str, ttl: float) -> Any:
+        token = real_acquire(key, ttl)
+        holding.key = key if token is not None else None
+        return token
 
     def lookup(key: str) -> Any:
-        seen.append(key)
-        return real(key)
+        if getattr(holding, "key", None) != key:
+            seen.append(key)
+        holding.key = None
+        return real_lookup(key)
 
+    monkeypatch.setattr(store, "acquire", acquire)
     monkeypatch.setattr(store, "lookup", lookup)
     return seen
 
