@@ -80,6 +80,11 @@ READS: dict[str, ReadFn] = {
         lambda c: sorted(c.get_many(["k", "z"]).items()),
         lambda c: _sorted_items(c.aget_many(["k", "z"])),
     ),
+    # A one-shot iterable of keys: the backend consumes it (break-it review, issue 9).
+    "get_many(generator)": (
+        lambda c: sorted(c.get_many(k for k in ["k", "z"]).items()),
+        lambda c: _sorted_items(c.aget_many(k for k in ["k", "z"])),
+    ),
     "has_key": (lambda c: c.has_key("k"), lambda c: c.ahas_key("k")),
     "contains": (lambda c: "k" in c, None),  # type: ignore[dict-item]
 }
@@ -102,6 +107,11 @@ WRITES: dict[str, tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]] = {
     "set_many": (1, lambda c: c.set_many({"k": 2, "y": 3}), lambda c: c.aset_many({"k": 2})),
     "delete": (1, lambda c: c.delete("k"), lambda c: c.adelete("k")),
     "delete_many": (1, lambda c: c.delete_many(["k", "y"]), lambda c: c.adelete_many(["k"])),
+    "delete_many(generator)": (
+        1,
+        lambda c: c.delete_many(k for k in ["k", "y"]),
+        lambda c: c.adelete_many(k for k in ["k"]),
+    ),
     "incr": (1, lambda c: c.incr("k"), lambda c: c.aincr("k")),
     "decr": (1, lambda c: c.decr("k", 5), lambda c: c.adecr("k")),
     "incr_version": (1, lambda c: c.incr_version("k"), lambda c: c.aincr_version("k")),

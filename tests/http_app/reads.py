@@ -6,6 +6,9 @@ the same view uncached: what each visitor should see.
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +47,26 @@ WAYS: dict[str, Callable[[Any, str], object]] = {
     "values": lambda obj, name: VALUE in obj.values(),
     "copy": lambda obj, name: obj.copy().get(name),
     "dict": lambda obj, name: dict(obj).get(name),
+    # Django's request.COOKIES is a dict: everything a dict does works, and is a read.
+    "json": lambda obj, name: json.dumps(obj, sort_keys=True),
+    "repr": lambda obj, name: repr(obj),
+    "str": lambda obj, name: str(obj),
+    "or": lambda obj, name: (obj | {}).get(name),
+    "ror": lambda obj, name: ({} | obj).get(name),
+    "unpack": lambda obj, name: {**obj}.get(name),
+    "pop": lambda obj, name: obj.pop(name, None),
+    "setdefault": lambda obj, name: obj.setdefault(name, "default"),
+    "eq": lambda obj, name: obj == {name: VALUE},
+    "sorted": lambda obj, name: sorted(obj),
+    "copy-module": lambda obj, name: copy.copy(obj).get(name),
+    "pickle": lambda obj, name: pickle.loads(pickle.dumps(obj)).get(name),
 }
+#: The ways above that only a dict has (request.headers is a mapping, META holds unpicklable
+#: server objects): run on cookies only.
+DICT_ONLY = {
+    "json", "repr", "str", "or", "ror", "unpack", "pop", "setdefault", "eq", "sorted",
+    "copy-module", "pickle",
+}  # fmt: skip
 
 
 def _read(request: HttpRequest, source: str, way: str) -> HttpResponse:
@@ -61,3 +83,18 @@ def cached_read(request: HttpRequest, source: str, way: str) -> HttpResponse:
 
 def plain_read(request: HttpRequest, source: str, way: str) -> HttpResponse:
     return _read(request, source, way)
+
+
+@cache_page(query_params=["page"])
+def cached_query_copy(request: HttpRequest) -> HttpResponse:
+    """``request.GET`` pickled and deep-copied, as some pagination helpers do."""
+    again = pickle.loads(pickle.dumps(request.GET))
+    return HttpResponse(f"page {again.get('page')} {copy.deepcopy(request.GET).get('page')}")
+
+
+@cache_page
+def cached_cookie_type(request: HttpRequest) -> HttpResponse:
+    """What a view sees as ``request.COOKIES``: its type, and a dict write."""
+    cookies = request.COOKIES
+    cookies["seen"] = "1"
+    return HttpResponse(f"{type(cookies).__name__} {isinstance(cookies, dict)}")

@@ -39,6 +39,8 @@ urlpatterns = [
     path("listing-get/", views.ListingGetView.as_view()),
     path("never-plain/", views.never_plain),
     path("uses-cached/", views.uses_cached),
+    path("reads/query-copy/", reads.cached_query_copy),
+    path("reads/cookie-type/", reads.cached_cookie_type),
     path("reads/<str:source>/<str:way>/", reads.cached_read),
     path("reads-plain/<str:source>/<str:way>/", reads.plain_read),
 ]

@@ -176,6 +176,21 @@ def _keys(kind: int, value: Any) -> list[Any]:
     return [value]
 
 
+def _materialized(
+    kind: int, name: str, at: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with a one-shot iterable of keys (a generator) made a list: the
+    backend and freshcache then both see every key."""
+    if kind not in (_READ_MANY, _WRITE_MANY):
+        return args, kwargs
+    value = _arg(args, kwargs, name, at, None)
+    if value is None or isinstance(value, list | tuple | dict | set | frozenset):
+        return args, kwargs
+    if name in kwargs:
+        return args, {**kwargs, name: list(value)}
+    return (*args[:at], list(value), *args[at + 1 :]), kwargs
+
+
 def _read(followed: _Followed, scope: Scope, keys: list[Any], version: Any) -> None:
     try:
         tags = followed.tags(keys, version)
@@ -294,6 +309,7 @@ def _wrap(
         def read(*args: Any, **kwargs: Any) -> Any:
             if current_scope() is None:
                 return original(*args, **kwargs)
+            args, kwargs = _materialized(kind, key_name, key_at, args, kwargs)
             try:
                 return original(*args, **kwargs)
             finally:
@@ -306,6 +322,7 @@ def _wrap(
         def call(*args: Any, **kwargs: Any) -> Any:
             if _writing.get():
                 return original(*args, **kwargs)
+            args, kwargs = _materialized(kind, key_name, key_at, args, kwargs)
             args, kwargs, produced = before(args, kwargs)
             token = _writing.set(True)
             result, raised = None, True
@@ -324,6 +341,7 @@ def _wrap(
     async def acall(*args: Any, **kwargs: Any) -> Any:
         if _writing.get() or (kind in (_READ, _READ_MANY) and current_scope() is None):
             return await original(*args, **kwargs)
+        args, kwargs = _materialized(kind, key_name, key_at, args, kwargs)
         args, kwargs, produced = before(args, kwargs)
         token = _writing.set(kind not in (_READ, _READ_MANY))
         result, raised = None, True

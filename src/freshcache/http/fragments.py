@@ -27,6 +27,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.functional import LazyObject
 
+from ..conf import get_settings
 from ..core import fetch
 from ..scope import add_tags, current_scope, mark_uncacheable
 from ..tags import instance_tag, table_tag
@@ -172,6 +173,8 @@ def render_fragment(
     store: str | None = None,
 ) -> str:
     """Return the fragment's text: from the cache if still valid, else ``render()``."""
+    if not get_settings().enabled:
+        return render()  # as without freshcache: no guard, no proxies
     parent = current_scope()
     inherited = set(parent.tags) if parent is not None else set()
     inherited |= value_tags(values)

@@ -185,39 +185,134 @@ def _refuse(request: HttpRequest, reason: str) -> None:
 
 
 # -- proxies ----------------------------------------------------------------------------------
-class _GuardedCookies(Mapping[str, str]):
-    def __init__(self, request: HttpRequest, real: Mapping[str, str]) -> None:
+class _GuardedCookies(dict[str, str]):
+    """``request.COOKIES``: a real ``dict`` (``json.dumps``, ``isinstance``, ``|`` and ``pop``
+    work as on Django's), whose every way of reading reports what it read. Writes go to the
+    request's real dict too, so they outlive the render. The dict holds the real cookies, so a C
+    extension that reads a dict's storage directly gets the right values (but is not seen)."""
+
+    def __init__(self, request: HttpRequest, real: dict[str, str]) -> None:
+        super().__init__(real)
         self._request = request
         self._real = real
 
-    def _check(self, name: str) -> None:
-        if name != settings.CSRF_COOKIE_NAME:  # handled by the CSRF placeholder
-            _read(self._request, "cookie", name, name in self._real)
+    def _check(self, name: object) -> None:
+        if isinstance(name, str) and name != settings.CSRF_COOKIE_NAME:  # the CSRF placeholder
+            _read(self._request, "cookie", name, dict.__contains__(self, name))
+
+    def _all(self) -> None:
+        _read(self._request, "cookie", ANY, dict.__len__(self) > 0)
 
     def __getitem__(self, name: str) -> str:
         self._check(name)
-        return self._real[name]
+        return dict.__getitem__(self, name)
 
     def get(self, name: str, default: Any = None) -> Any:
         self._check(name)
-        return self._real.get(name, default)
+        return dict.get(self, name, default)
 
     def __contains__(self, name: object) -> bool:
-        if isinstance(name, str):
-            self._check(name)
-        return name in self._real
+        self._check(name)
+        return dict.__contains__(self, name)
 
     def __iter__(self) -> Iterator[str]:
-        _read(self._request, "cookie", ANY, bool(self._real))
-        return iter(self._real)
+        self._all()
+        return dict.__iter__(self)
+
+    def __reversed__(self) -> Iterator[str]:
+        self._all()
+        return dict.__reversed__(self)
 
     def __len__(self) -> int:
-        _read(self._request, "cookie", ANY, bool(self._real))
-        return len(self._real)
+        self._all()
+        return dict.__len__(self)
+
+    def keys(self) -> Any:
+        self._all()
+        return dict.keys(self)
+
+    def items(self) -> Any:
+        self._all()
+        return dict.items(self)
+
+    def values(self) -> Any:
+        self._all()
+        return dict.values(self)
 
     def copy(self) -> dict[str, str]:
-        _read(self._request, "cookie", ANY, bool(self._real))
-        return dict(self._real)
+        self._all()
+        return dict(dict.items(self))
+
+    def __repr__(self) -> str:
+        self._all()
+        return dict.__repr__(self)
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        self._all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._all()
+        return dict.__ne__(self, other)
+
+    __hash__ = None
+
+    def __or__(self, other: Any) -> Any:
+        self._all()
+        return dict(dict.items(self)) | other
+
+    def __ror__(self, other: Any) -> Any:
+        self._all()
+        return other | dict(dict.items(self))
+
+    def __reduce__(self) -> Any:  # pickle and copy: a plain dict
+        self._all()
+        return (dict, (dict(dict.items(self)),))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__reduce__()
+
+    # -- writes: to both dicts; what a write reveals (presence, the old value) is a read ------
+
+    def __setitem__(self, name: str, value: str) -> None:
+        dict.__setitem__(self, name, value)
+        self._real[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        self._check(name)
+        dict.__delitem__(self, name)
+        self._real.pop(name, None)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        self._check(name)
+        self._real.pop(name, None)
+        return dict.pop(self, name, *default)
+
+    def popitem(self) -> tuple[str, str]:
+        self._all()
+        name, value = dict.popitem(self)
+        self._real.pop(name, None)
+        return name, value
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        self._check(name)
+        self._real.setdefault(name, default)
+        return dict.setdefault(self, name, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        new = dict(*args, **kwargs)
+        dict.update(self, new)
+        self._real.update(new)
+
+    def __ior__(self, other: Any) -> Any:
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self._real.clear()
 
 
 # META names that are part of every page key, or carry no request data.
@@ -436,6 +531,20 @@ class _GuardedQueryDict(QueryDict):
 
     def __deepcopy__(self, memo: Any) -> QueryDict:  # type: ignore[override]
         return self.copy()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # Pickled as the plain QueryDict it stands for (its request is not picklable).
+        self._all()
+        lists = [(key, list(values)) for key, values in dict.items(self)]
+        return (_query_dict, (self.encoding, lists))
+
+
+def _query_dict(encoding: str, lists: list[tuple[str, list[str]]]) -> QueryDict:
+    """A mutable ``QueryDict`` from ``lists``: how a pickled ``request.GET`` comes back."""
+    plain = QueryDict(mutable=True, encoding=encoding)
+    for key, values in lists:
+        plain.setlist(key, values)
+    return plain
 
 
 # Session methods that only read; anything else (writes, flush, cycle_key…) refuses storing.

@@ -165,6 +165,8 @@ def _prepare(
 
     ``who``: the user, already resolved (async views); by default ``request.user``.
     """
+    if not get_settings().enabled:
+        return "disabled"  # the render runs as without freshcache: no guard, no proxies
     if request.method not in _SAFE:
         return f"method {request.method}"
     meta = request.META
