@@ -5,6 +5,9 @@
 * ``relay``: apply the invalidation log to the stores in this process until stopped
   (``--once``: until the log is empty), for deployments that want a dedicated relay.
 * ``log``: how many log rows wait, the oldest one's age, and the trigger state.
+* ``clear [--store NAME]``: make every entry of the stores miss (after a deploy that changes
+  what cached code or templates output: code is not a dependency). A ``memory://`` store lives
+  in each web process and cannot be cleared from here.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from django.db import DatabaseError, connections
 
 
 class Command(BaseCommand):
-    help = "freshcache tools: changefeed install|uninstall|status, relay, log."
+    help = "freshcache tools: changefeed install|uninstall|status, relay, log, clear."
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="command", required=True, metavar="command")
@@ -33,9 +36,17 @@ class Command(BaseCommand):
         log.add_argument("--json", action="store_true", help="print JSON")
         for p in (feed, relay, log):
             p.add_argument("--database", default=None, help="the log database alias")
+        clear = sub.add_parser("clear", help="make every cached entry miss (after a deploy)")
+        clear.add_argument(
+            "--store", action="append", default=None, help="a store name (default: all)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from ...conf import get_settings
+
+        if options["command"] == "clear":
+            self._clear(options["store"])
+            return
 
         using = options["database"] or get_settings().log_database
         if using is None:
@@ -143,3 +154,34 @@ class Command(BaseCommand):
             return
         for key, value in report.items():
             self.stdout.write(f"{key:<15} {value}")
+
+    def _clear(self, names: list[str] | None) -> None:
+        from ...conf import get_settings
+        from ...stores import StoreUnavailable, get_store
+
+        known = get_settings().stores
+        unknown = [n for n in names or () if n not in known]
+        if unknown:
+            raise CommandError(
+                f"no store named {', '.join(map(repr, unknown))}; FRESHCACHE['STORES'] has: "
+                f"{', '.join(sorted(known))}"
+            )
+        failed = []
+        for name in names or sorted(known):
+            store = get_store(name)
+            if not store.shared:
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"{name}: {known[name]} lives in each process; restart them to clear it"
+                    )
+                )
+                continue
+            try:
+                store.clear()
+            except StoreUnavailable as exc:
+                failed.append(name)
+                self.stderr.write(f"{name}: not cleared: {exc}")
+                continue
+            self.stdout.write(self.style.SUCCESS(f"{name}: cleared"))
+        if failed:
+            raise CommandError(f"{len(failed)} store(s) could not be cleared")
