@@ -1,0 +1,178 @@
+"""System checks for ``FRESHCACHE`` (listed with their hints in docs/checks.md).
+
+Checks never raise. Those that ask a server something are bounded in time: Redis by the store's
+timeouts, the database by :data:`DATABASE_CHECK_SECONDS` (the question runs in a thread of its
+own, on a connection of its own, because a database connection has no timeout unless its
+``OPTIONS`` set one). A server that cannot answer in time is skipped, not reported: Django and the
+first request report an unreachable database better than a cache check can.
+
+This module runs them all (:func:`check_settings`) and holds the checks of the settings' values
+and of the invalidation log; ``stores.py`` checks the stores' URLs and servers, and Django's
+``CACHES`` beside them; ``labels.py`` checks the model and field labels of ``EXCLUDE``,
+``VOLATILE_FIELDS`` and ``PREDICATE_FIELDS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.checks import CheckMessage, Error, Info, Warning
+
+from ..conf import DEFAULTS
+from .labels import check_labels as _check_labels  # tests/test_checks.py imports it from here
+from .stores import check_django_caches, check_store
+
+__all__ = ["DATABASE_CHECK_SECONDS", "check_settings"]
+
+#: How long the checks of the invalidation log wait for the database (seconds).
+DATABASE_CHECK_SECONDS = 2.0
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Validate ``FRESHCACHE`` and the invalidation log; never raise, never block on a slow
+    server for long.
+
+    ``databases`` (Django passes it): the log database is asked only when it is listed, or when
+    no list is given (``manage.py check`` and ``runserver`` give none; the warnings about the
+    log's triggers are meant for them). While ``FRESHCACHE`` has errors (caching is then off),
+    only errors are reported: the warnings describe a configuration that is not running.
+    """
+    from django.apps import apps
+
+    from ..conf import KINDS, get_settings, problems
+
+    settings = get_settings()
+    found = problems()
+    messages: list[CheckMessage] = [
+        Error(p.message, hint=_HINTS[p.kind], id=KINDS[p.kind]) for p in found
+    ]
+    messages.extend(_check_labels(settings, apps))
+    for name, url in sorted(settings.stores.items()):
+        messages.extend(check_store(name, url, warn=not found))
+    if not found:
+        messages.extend(_check_log(settings, kwargs.get("databases")))
+        messages.extend(check_django_caches(settings))
+    return messages
+
+
+#: The hint of each kind of mistake that ``conf.read`` finds (``conf.KINDS`` has their ids).
+_HINTS = {
+    "settings": "See docs/settings.md for every setting.",
+    "unknown": f"Known settings: {', '.join(sorted(DEFAULTS))}. See docs/settings.md.",
+    "type": "See docs/settings.md for the type of every setting.",
+    "switch": "Write True or False, without quotes: a non-empty string, 'False' too, is true "
+    "in Python, so the setting would stay on.",
+    "seconds": "Write a number of seconds (an int or a float), without quotes.",
+    "count": "Write a whole number greater than 0, without quotes.",
+    "status": "Write status codes as integers, e.g. [200, 301, 404].",
+    "error_status": "Remove it: a stored error would be served after its cause is gone. 5xx "
+    "responses are never stored, whatever this setting says.",
+    "path": "Write each path prefix as request.path spells it, starting with '/' (e.g. '/admin/').",
+    "alias": "Name an alias from DATABASES, or None to turn the invalidation log off.",
+    "size": "Write a whole number of bytes greater than 0, without quotes (1048576 is 1 MiB), "
+    "or None for no limit.",
+    "lease": "Write a number of seconds without quotes, from 0 to 3600: LEASE_SECONDS longer "
+    "than a slow render, LEASE_WAIT_SECONDS as long as a request may wait for another's render "
+    "(0 in either turns single flight off). See docs/settings.md.",
+    "cache": "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. "
+    "See docs/settings.md.",
+}
+
+
+def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
+    """freshcache.W003, W004 (PostgreSQL: asks the database) and I001 (other databases)."""
+    alias = settings.log_database
+    if alias is None or (databases is not None and alias not in databases):
+        return []
+    try:
+        from django.db import connections
+
+        vendor = connections[alias].vendor
+    except Exception:
+        return []
+    if vendor != "postgresql":
+        if all(urlsplit(url).scheme == "memory" for url in settings.stores.values()):
+            return []  # one process sees its own writes only (W001 says so when it matters)
+        return [
+            Info(
+                f"The invalidation log is in database {alias!r} ({vendor}), which has no log "
+                "triggers: writes made outside Django are not seen.",
+                hint="freshcache logs the writes made through Django only. After another "
+                "program writes (a database shell, a script, another service), invalidate what "
+                "it changed with freshcache.invalidate() from Django. Log triggers need "
+                "PostgreSQL: see docs/outside-writes.md.",
+                id="freshcache.I001",
+            )
+        ]
+    found = _ask_database(alias)
+    if found is None:
+        return []  # not migrated yet (``migrate`` runs the checks first), or no answer in time
+    has_log, states = found
+    if not has_log:
+        return [
+            Warning(
+                f"The invalidation log table freshcache_log does not exist in database {alias!r}.",
+                hint="Its migration is recorded as applied: the table was dropped, the "
+                "migration faked, or freshcache's models are routed away from LOG_DATABASE. "
+                "Until it exists, an invalidation that cannot reach a store may be lost, and "
+                "writes made outside Django are not seen. To create it: `manage.py migrate "
+                "freshcache 0001 --fake`, then `manage.py migrate freshcache`.",
+                id="freshcache.W004",
+            )
+        ]
+    bad = [s for s in states if s.state in ("missing", "outdated")]
+    if not bad:
+        return []
+    names = ", ".join(f"{s.table} ({s.state})" for s in bad)
+    return [
+        Warning(
+            f"Log triggers are missing or outdated on {len(bad)} tracked table(s) of database "
+            f"{alias!r}: {names}.",
+            hint="Writes made outside Django to these tables (psql, other services, cascades "
+            "and triggers in SQL) may not be invalidated. Run `manage.py freshcache changefeed "
+            "install`.",
+            id="freshcache.W003",
+        )
+    ]
+
+
+#: The migration that creates the log table: before it is applied, there is nothing to check
+#: (and ``migrate``, which runs the checks before migrating, would warn about what it is about
+#: to create).
+LOG_MIGRATION = ("freshcache", "0002_log")
+
+
+def _ask_database(alias: str) -> tuple[bool, list[Any]] | None:
+    """(does the log table exist, the trigger state of every tracked table) on ``alias``;
+    ``None`` when the log's migration is not applied there, or the database cannot tell within
+    :data:`DATABASE_CHECK_SECONDS`."""
+    answer: list[tuple[bool, list[Any]] | None] = []
+
+    def ask() -> None:
+        conn: Any = None
+        try:
+            from django.db import connections
+            from django.db.migrations.recorder import MigrationRecorder
+
+            from ..log import triggers
+
+            conn = connections[alias]  # this thread's own connection
+            if LOG_MIGRATION not in MigrationRecorder(conn).applied_migrations():
+                answer.append(None)
+                return
+            has_log = "freshcache_log" in conn.introspection.table_names()
+            answer.append((has_log, triggers.status(alias) if has_log else []))
+        except Exception:
+            pass  # unreachable, no rights, blocked by a test runner: nothing to report
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    thread = threading.Thread(target=ask, name="freshcache-check", daemon=True)
+    thread.start()
+    thread.join(DATABASE_CHECK_SECONDS)
+    return answer[0] if answer else None

@@ -1,0 +1,198 @@
+"""The system checks of each store (its URL, and its server when one answers) and of Django's
+``CACHES`` beside them.
+
+A store's URL is checked in order, and only its first error is reported (an unknown scheme
+makes its options meaningless): freshcache.E002, E014, E004, E005, E003. The warnings follow
+when ``FRESHCACHE`` has no error: W001 (memory:// in production), W002 (Redis unreachable),
+W006 (a Redis memory limit freshcache's keys cannot be evicted under), and W005 (a
+process-local ``CACHES`` backend while a store is shared).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Warning
+
+from ..conf import did_you_mean
+
+__all__ = ["check_django_caches", "check_store"]
+
+
+def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
+    """Errors in a store's URL (the first one found); then, with ``warn``, its warnings."""
+    from ..stores import SCHEMES, database_alias, known_options, redacted, unknown_options
+
+    scheme = urlsplit(url).scheme
+    shown = redacted(url)
+    if scheme not in SCHEMES:
+        return [
+            Error(
+                f"Store {name!r} has URL {shown!r} with unknown scheme {scheme!r}.",
+                hint="Use memory://, database://, redis:// or rediss://.",
+                id="freshcache.E002",
+            )
+        ]
+    known = known_options(scheme)
+    unknown = unknown_options(url)
+    if unknown:
+        return [
+            Error(
+                f"Store {name!r} has URL {shown!r} with unknown option {option!r}"
+                f"{did_you_mean(option, known)}.",
+                hint=f"{scheme}:// understands: {', '.join(known)}. See docs/settings.md for "
+                "store URLs.",
+                id="freshcache.E014",
+            )
+            for option in unknown
+        ]
+    if scheme == "database" and (alias := database_alias(url)) not in django_settings.DATABASES:
+        return [
+            Error(
+                f"Store {name!r} uses database alias {alias!r}, which is not in DATABASES"
+                f"{did_you_mean(alias, django_settings.DATABASES)}.",
+                hint="Name an alias from DATABASES: database://?alias=NAME.",
+                id="freshcache.E004",
+            )
+        ]
+    if (invalid := _construct(name, url)) is not None:
+        return [invalid]
+    if scheme in ("redis", "rediss"):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            return [
+                Error(
+                    f"Store {name!r} is a Redis URL but the redis package is not installed.",
+                    hint="pip install 'django-freshcache[redis]'",
+                    id="freshcache.E003",
+                )
+            ]
+    if not warn:
+        return []
+    if scheme == "memory" and not django_settings.DEBUG:
+        return [
+            Warning(
+                f"Store {name!r} is memory:// with DEBUG = False.",
+                hint="The memory store lives in one process: writes made by other processes "
+                "(other workers, manage.py shell) do not invalidate it. Use database:// or "
+                "redis:// in production.",
+                id="freshcache.W001",
+            )
+        ]
+    if scheme in ("redis", "rediss"):
+        return _check_redis(name, shown)
+    return []
+
+
+def _construct(name: str, url: str) -> CheckMessage | None:
+    """Build the store from its URL (no connection is made) to catch a malformed URL now.
+
+    Without this, a bad port or option (``redis://host:port6379``, ``?socket_timeout=fast``)
+    raised out of the check run, or only at the first cached call.
+    """
+    from ..stores import from_url, redacted
+
+    try:
+        store = from_url(name, url)
+    except ImportError:
+        return None  # reported as freshcache.E003
+    except Exception as exc:
+        return Error(
+            f"Store {name!r} has URL {redacted(url)!r}, which cannot be used: {exc}.",
+            hint="Check the host, port and options; see docs/settings.md for store URLs.",
+            id="freshcache.E005",
+        )
+    store.close()
+    return None
+
+
+def _check_redis(name: str, shown: str) -> list[CheckMessage]:
+    from ..stores import get_store
+    from ..stores.redis import RedisStore
+
+    store = get_store(name)
+    if not isinstance(store, RedisStore):
+        return []
+    if not store.ping():
+        return [
+            Warning(
+                f"Store {name!r} ({shown}) cannot be reached now.",
+                hint="freshcache computes uncached while Redis is down; check the URL and that "
+                "the server is running.",
+                id="freshcache.W002",
+            )
+        ]
+    return _check_eviction(name, shown, store)
+
+
+#: Why an eviction policy cannot bound what freshcache writes (freshcache.W006).
+_EVICTION_HINTS = {
+    "noeviction": "Once full, Redis answers writes with OOM errors: freshcache then stores "
+    "nothing (pages are served uncached, reason 'store full') and invalidations fail, so "
+    "processes read nothing from the store until memory is freed. Set maxmemory-policy "
+    "volatile-lru (freshcache gives entries and tag versions a TTL) or allkeys-lru.",
+    "volatile": "volatile-* policies evict only keys with a TTL, and with TIMEOUT = None "
+    "freshcache's entries and tag versions have none: once full, Redis refuses writes. Set "
+    "TIMEOUT (the default is 86400 seconds) or use maxmemory-policy allkeys-lru.",
+}
+
+
+def _check_eviction(name: str, shown: str, store: Any) -> list[CheckMessage]:
+    """freshcache.W006: Redis has a memory limit its eviction policy cannot keep with what
+    freshcache writes. Nothing when CONFIG cannot be read (managed services disable it)."""
+    from ..conf import get_settings
+
+    config = store.memory_config()
+    if config is None or config.maxmemory == 0:
+        return []  # no limit: entries still expire after TIMEOUT
+    where = f"Store {name!r} ({shown}): Redis has maxmemory {config.maxmemory}"
+    if config.policy == "noeviction":
+        why = f"{where} and maxmemory-policy 'noeviction': it refuses writes once full."
+        return [Warning(why, hint=_EVICTION_HINTS["noeviction"], id="freshcache.W006")]
+    if config.policy.startswith("volatile-") and get_settings().timeout is None:
+        why = (
+            f"{where} and maxmemory-policy {config.policy!r}, which cannot evict freshcache's "
+            "keys: TIMEOUT is None, so they have no TTL."
+        )
+        return [Warning(why, hint=_EVICTION_HINTS["volatile"], id="freshcache.W006")]
+    return []
+
+
+def check_django_caches(settings: Any) -> list[CheckMessage]:
+    """freshcache.W005: a process-local ``CACHES`` backend while a freshcache store is shared."""
+    from django.core.cache.backends.dummy import DummyCache
+    from django.core.cache.backends.filebased import FileBasedCache
+    from django.core.cache.backends.locmem import LocMemCache
+    from django.utils.module_loading import import_string
+
+    shared = sorted(n for n, url in settings.stores.items() if urlsplit(url).scheme != "memory")
+    if not shared:
+        return []
+    found: list[CheckMessage] = []
+    for alias, params in sorted(getattr(django_settings, "CACHES", {}).items()):
+        declared = settings.django_caches.get(alias)
+        try:
+            backend = import_string(params["BACKEND"])
+        except Exception:
+            continue  # Django reports a backend that cannot be imported
+        if not isinstance(backend, type) or issubclass(backend, DummyCache):
+            continue  # DummyCache never returns a value: nothing read from it goes stale
+        local = issubclass(backend, LocMemCache | FileBasedCache)
+        if declared == "shared" or not (local or declared == "local"):
+            continue
+        found.append(
+            Warning(
+                f"CACHES[{alias!r}] uses {backend.__name__}, which each process keeps for "
+                f"itself, while the freshcache store {shared[0]!r} is shared.",
+                hint="Cached pages and functions that read this cache (cache.get(), e.g. in a "
+                "template tag) are served but never stored: a write in another process cannot "
+                "reach this process's copy. Use a shared backend in CACHES (Redis, Memcached, "
+                "database), or, if its values are the same in every process, declare it: "
+                f"FRESHCACHE['DJANGO_CACHES'] = {{{alias!r}: 'shared'}}.",
+                id="freshcache.W005",
+            )
+        )
+    return found
