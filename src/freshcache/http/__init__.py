@@ -1,6 +1,6 @@
 """Pages over HTTP: ``cache_page``, the site-wide middleware, placeholders and their rules.
 
-Read ``docs/pages.md`` for the user guide; ``serve.py`` states the protocol, ``guard.py`` how
+Read ``docs/pages.md`` for the user guide; ``serve.py`` states the protocol, ``guard/`` how
 unkeyed request input is kept out of shared pages, ``keys.py`` what a page key covers.
 """
 
