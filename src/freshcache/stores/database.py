@@ -14,12 +14,9 @@ reader could snapshot past it and still read the old rows.
 Inside an open transaction every statement of the store runs in a savepoint, so a failure in the
 cache never aborts the caller's transaction.
 
-Leases (single flight) are rows of ``freshcache_lease`` with an expiry read from the database's
-own clock (no skew between application servers); taking one is a single upsert that succeeds
-only over an expired row. No connection is held while a lease is: it is a row, not a lock.
-Inside an open transaction (``ATOMIC_REQUESTS``) no lease is taken: the row would stay invisible
-to other connections until COMMIT while locking them out of it, so those computations run as
-without single flight.
+Leases (single flight) are rows of ``freshcache_lease``, never taken inside an open transaction
+(``database_lease.py``). The sequence, and how a broken SQLite one restarts, are in
+``database_sequence.py``.
 
 Garbage: a row or value the store did not write (an entry's versions text emptied, truncated or
 not parsing, a payload or expiry of the wrong type, a tag version of zero or below or ahead of the
@@ -35,8 +32,6 @@ real one.
 
 from __future__ import annotations
 
-import logging
-import secrets
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,29 +41,19 @@ from urllib.parse import parse_qs, urlsplit
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from ..conf import MAX_LEASE_SECONDS
+from . import database_lease as leases
 from . import database_rows as rows
-from .base import NO_LEASE, Hit, Snapshot, Store, StoreUnavailable
+from . import database_sequence as sequence
+from .base import Hit, Snapshot, Store, StoreUnavailable
 from .database_rows import HEADER, SHIFT
 
 __all__ = ["DatabaseStore"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("freshcache.stores.database")
-
 #: The database store has no epochs: its sequence is never reset (not even by ``flush``).
 EPOCH = "db"
 _CHUNK = 500
-#: A SQLite sequence row restarted after it was lost or corrupted jumps this far above the
-#: highest tag version, past any snapshot a computation in flight may hold.
-RESTART_GAP = 1 << 20
-_NOW = {
-    "postgresql": "extract(epoch from clock_timestamp())::float8",
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
-}
-#: Tag versions whose sequence part is beyond this are not taken into account by that restart.
-_MAX_SEQ = 1 << 40
 #: Expired entries are ignored by lookups and deleted by stores: at most every this many
 #: seconds per process, a ``set`` outside a transaction deletes up to :data:`PURGE_BATCH` of them.
 PURGE_SECONDS = 60.0
@@ -107,61 +92,13 @@ class DatabaseStore(Store):
         with self._cursor() as cursor:
             return fn(cursor)
 
-    # -- the sequence ------------------------------------------------------------------------
+    # -- the sequence and the tag rows -------------------------------------------------------
 
     def _current(self, cursor: Any) -> int:
-        if self.connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM freshcache_seq"
-            )
-            return int(cursor.fetchone()[0])
-        cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
-        row = cursor.fetchone()
-        value = rows.integer(row[0]) if row else None
-        if value is None or value < 0:
-            return self._restart_sequence(cursor, corrupt=row is not None)
-        return value
+        return sequence.current(self, cursor)
 
     def _next(self, cursor: Any) -> int:
-        if self.connection.vendor == "postgresql":
-            cursor.execute("SELECT nextval('freshcache_seq')")
-            return int(cursor.fetchone()[0])
-        step = (
-            "UPDATE freshcache_sequence SET value = value + 1 "
-            "WHERE name = 'global' AND typeof(value) = 'integer' AND value >= 0"
-        )
-        cursor.execute(step)
-        if cursor.rowcount != 1:
-            self._current(cursor)  # restarts it
-            cursor.execute(step)
-        cursor.execute("SELECT value FROM freshcache_sequence WHERE name = 'global'")
-        return int(cursor.fetchone()[0])
-
-    def _restart_sequence(self, cursor: Any, *, corrupt: bool) -> int:
-        """Rebuild a SQLite sequence row that is missing or not an integer (see the docstring).
-
-        Its old value is unknown, so the new one must exceed every version handed out: start
-        above the highest tag version, and delete every entry (an entry may record a version of
-        a tag whose row is gone). A missing row (``manage.py flush`` deletes it with every other
-        row) is silent; a row holding garbage is logged. PostgreSQL's native sequence cannot
-        hold garbage.
-        """
-        cursor.execute("SELECT version FROM freshcache_tag")
-        seqs = (v >> SHIFT for v in map(rows.version, (r[0] for r in cursor.fetchall())) if v)
-        value = max((q for q in seqs if q <= _MAX_SEQ), default=0) + RESTART_GAP
-        cursor.execute("DELETE FROM freshcache_sequence WHERE name = 'global'")
-        cursor.execute(
-            "INSERT INTO freshcache_sequence (name, value) VALUES ('global', %s)", [value]
-        )
-        cursor.execute("DELETE FROM freshcache_entry")
-        if corrupt:
-            logger.warning(
-                "freshcache store %r: the sequence row of freshcache_sequence was not an integer; "
-                "restarted it at %d and deleted every entry",
-                self.name,
-                value,
-            )
-        return value
+        return sequence.step(self, cursor)
 
     def _rows(self, cursor: Any, tags: list[str]) -> dict[str, Any]:
         """The stored version of each tag that has a row, as stored (possibly garbage)."""
@@ -416,37 +353,10 @@ class DatabaseStore(Store):
         self._run(run)
 
     def acquire(self, key: str, ttl: float) -> str | None:
-        conn = self.connection
-        if conn.in_atomic_block or conn.vendor not in _NOW:
-            return NO_LEASE  # see the module docstring
-        token = secrets.token_hex(8)
-        now = _NOW[conn.vendor]
-        sql = (
-            "INSERT INTO freshcache_lease (key, token, expires) "
-            f"VALUES (%s, %s, {now} + %s) ON CONFLICT (key) DO UPDATE SET "
-            "token = excluded.token, expires = excluded.expires "
-            f"WHERE freshcache_lease.expires IS NULL OR freshcache_lease.expires < {now} "
-            f"OR freshcache_lease.expires > {now} + %s "
-            "RETURNING token"
-        )
-
-        def run(cursor: Any) -> str | None:
-            cursor.execute(sql, [key, token, float(ttl), float(MAX_LEASE_SECONDS)])
-            row = cursor.fetchone()
-            return token if row is not None and row[0] == token else None
-
-        return self._run(run)
+        return leases.acquire(self, key, ttl)
 
     def release(self, key: str, token: str) -> None:
-        if not token or self.connection.in_atomic_block:
-            return
-
-        def run(cursor: Any) -> None:
-            cursor.execute(
-                "DELETE FROM freshcache_lease WHERE key = %s AND token = %s", [key, token]
-            )
-
-        self._run(run)
+        leases.release(self, key, token)
 
     def bumps_in_transaction(self, using: str) -> bool:
         return using == self.alias

@@ -29,13 +29,9 @@ first-sighting rule then applies), a mark is no mark (its row is bumped again), 
 or epoch that cannot be trusted starts a new epoch, logged once at WARNING. A reply the client
 cannot parse is a bypass (:class:`StoreUnavailable`), never an exception for the caller.
 
-Failure handling: socket timeouts are short, and a circuit breaker stops *lookups and stores*
-for ``BREAKER_SECONDS`` after an error, so an outage costs a bounded wait, never a hang. Bumps
-ignore the breaker: each is attempted (bounded by the socket timeout), because a bump skipped
-while Redis is already back is an invalidation other processes never see. A bump that fails
-stays in the invalidation log, where a relay applies it once Redis answers (``log/``); a bump
-that has no log row (no log database) is also remembered here and replayed before this process
-talks to Redis again (past :data:`MAX_FAILED_TAGS`, a new epoch). One warning per outage.
+Failure handling: a circuit breaker stops lookups and stores for ``BREAKER_SECONDS`` after an
+error, never bumps; a bump that fails and has no invalidation-log row is replayed before this
+process talks to Redis again (``redis_outage.py``).
 
 Restarts: every new connection first runs ``lua/fence.lua`` with the server's run id, so a
 server that restarted (possibly from an RDB/AOF file older than some acknowledged bumps) or a
@@ -46,15 +42,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .base import Hit, Snapshot, Store, StoreFull, StoreUnavailable
+from .base import Hit, Snapshot, Store, StoreUnavailable
 from .redis_lua import CORRUPT, fence, script
-from .redis_memory import MemoryConfig, memory_config, out_of_memory
+from .redis_memory import MemoryConfig, memory_config
+from .redis_outage import Outage
 
 __all__ = ["RedisStore"]
 
@@ -62,8 +57,6 @@ logger = logging.getLogger("freshcache.stores.redis")
 
 T = TypeVar("T")
 
-#: Past this many failed tag bumps, recovery starts a new epoch instead of replaying them.
-MAX_FAILED_TAGS = 10_000
 #: How long the mark of an applied invalidation-log row is kept (milliseconds).
 MARK_TTL_MS = 600_000
 
@@ -125,12 +118,7 @@ class RedisStore(Store):
             name: self._client.register_script(script(name))
             for name in ("lookup", "set", "bump", "apply", "begin", "rotate", "acquire", "release")
         }
-        self._lock = threading.Lock()
-        self._open_until = 0.0  # circuit breaker: no calls before this monotonic time
-        self._failed_tags: set[str] = set()
-        # A counter, not a flag: a rotation requested while one is being made is not lost.
-        self._rotate_needed = 0
-        self._retry_timer: threading.Timer | None = None
+        self._outage = Outage(self)
         self._fence_script = script("fence")
         self._bad_reply_logged = False
 
@@ -145,90 +133,15 @@ class RedisStore(Store):
                 self._server_key,
             )
 
-    # -- failure handling --------------------------------------------------------------------
+    # -- failure handling (redis_outage.py) --------------------------------------------------
 
     def _call(self, fn: Callable[[], T], *, breaker: bool = True) -> T:
-        if breaker and self._open_until and time.monotonic() < self._open_until:
-            raise StoreUnavailable(f"{self!r} is unavailable (circuit open)")
-        try:
-            if self._failed_tags or self._rotate_needed:
-                self._repair()
-            result = fn()
-        except self._redis_errors as exc:
-            if out_of_memory(exc):
-                # Redis answers, and still serves reads: no reason to stop looking up.
-                raise StoreFull(str(exc)) from exc
-            self._trip(exc)
-            raise StoreUnavailable(str(exc)) from exc
-        if self._open_until:
-            with self._lock:
-                if self._open_until:
-                    self._open_until = 0.0
-                    logger.warning("freshcache store %r is reachable again", self.name)
-        return result
-
-    def _trip(self, exc: BaseException) -> None:
-        with self._lock:
-            first = not self._open_until
-            self._open_until = time.monotonic() + self.breaker_seconds
-        if first:
-            logger.warning(
-                "freshcache store %r is unreachable (%s); computing uncached for the next %.1fs",
-                self.name,
-                exc,
-                self.breaker_seconds,
-            )
-
-    def _repair(self) -> None:
-        """Replay the bumps that failed during an outage, before anything else is served.
-
-        The failed tags stay recorded until the replay succeeded: a concurrent caller that
-        finds them replays them too (a harmless extra bump) instead of serving an entry the
-        replay in flight is about to invalidate.
-        """
-        with self._lock:
-            tags = set(self._failed_tags)
-            rotate = self._rotate_needed
-        if rotate:
-            self._rotate()
-        elif tags:
-            self._run_bump(tags)
-        with self._lock:
-            self._failed_tags -= tags
-            if self._rotate_needed == rotate:
-                self._rotate_needed = 0
-        logger.warning(
-            "freshcache store %r: replayed %s after an outage",
-            self.name,
-            "a new epoch" if rotate else f"{len(tags)} failed tag bump(s)",
-        )
-
-    def _remember_failed(self, tags: Collection[str], rotate: bool = False) -> None:
-        with self._lock:
-            self._failed_tags.update(tags)
-            if rotate or len(self._failed_tags) > MAX_FAILED_TAGS:
-                self._rotate_needed += 1
-                self._failed_tags = set()
-            if self._retry_timer is None or not self._retry_timer.is_alive():
-                self._retry_timer = threading.Timer(self.breaker_seconds, self._retry_repair)
-                self._retry_timer.daemon = True
-                self._retry_timer.start()
-
-    def _retry_repair(self) -> None:
-        # A real command, not a no-op: the probe must not report Redis reachable (and close the
-        # breaker) merely because another thread took the pending bumps to replay them.
-        try:
-            self._call(self._client.ping)
-        except StoreUnavailable:
-            with self._lock:
-                self._retry_timer = None
-            if self._failed_tags or self._rotate_needed:
-                self._remember_failed(())
+        return self._outage.call(fn, breaker=breaker)
 
     @property
     def pending_repair(self) -> bool:
         """True while bumps that failed during an outage wait to be replayed."""
-        return bool(self._failed_tags or self._rotate_needed)
+        return self._outage.pending
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -352,7 +265,7 @@ class RedisStore(Store):
             self._call(lambda: self._run_bump(tags, marks), breaker=False)
         except StoreUnavailable:
             if not marks:  # nothing else holds this invalidation: keep it for the replay
-                self._remember_failed(tags)
+                self._outage.remember_failed(tags)
             raise
 
     def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
@@ -431,6 +344,5 @@ class RedisStore(Store):
         return memory_config(self._client)
 
     def close(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
+        self._outage.close()
         self._client.close()
