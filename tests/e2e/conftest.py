@@ -119,6 +119,15 @@ class Blog:
         return self.base + path
 
 
+def gunicorn_argv(port: int, workers: int = 2, threads: int = 1) -> list[str]:
+    """The command line of the example blog under gunicorn on ``port`` (sync workers)."""
+    return [
+        sys.executable, "-m", "gunicorn", "mysite.wsgi:application",
+        "--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
+        "--timeout", "30", "--graceful-timeout", "5", "--log-level", "warning",
+    ]  # fmt: skip
+
+
 def start_server(
     argv: list[str], store: str, port: int, env: dict[str, str] | None = None
 ) -> Server:
@@ -197,12 +206,7 @@ def gunicorn_blog(
     """The blog under gunicorn, 2 sync worker processes, on the Redis or the database store."""
     store = REDIS_STORE if request.param == "redis" else "database://"
     port = free_port()
-    argv = [
-        sys.executable, "-m", "gunicorn", "mysite.wsgi:application",
-        "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "30",
-        "--graceful-timeout", "5", "--log-level", "warning",
-    ]  # fmt: skip
-    server = start_server(argv, store, port)
+    server = start_server(gunicorn_argv(port), store, port)
     try:
         yield Blog(f"http://127.0.0.1:{port}", store, blog_db, server)
     finally:

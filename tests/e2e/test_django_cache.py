@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,15 @@ import pytest
 import requests
 
 from .client import Got, get, get_many
-from .conftest import REDIS_STORE, RUN, Blog, clear_redis_prefix, free_port, start_server
+from .conftest import (
+    REDIS_STORE,
+    RUN,
+    Blog,
+    clear_redis_prefix,
+    free_port,
+    gunicorn_argv,
+    start_server,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -45,12 +52,7 @@ def cache_site(
         "E2E_DJANGO_CACHE_PREFIX": f"{RUN}dj",
     }
     port = free_port()
-    argv = [
-        sys.executable, "-m", "gunicorn", "mysite.wsgi:application",
-        "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "30",
-        "--graceful-timeout", "5", "--log-level", "warning",
-    ]  # fmt: skip
-    server = start_server(argv, store, port, env)
+    server = start_server(gunicorn_argv(port), store, port, env)
     try:
         yield Blog(f"http://127.0.0.1:{port}", store, blog_db, server), request.param
     finally:

@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,7 +33,16 @@ import requests
 from tests.helpers import RedisServer
 
 from .client import form_fields, get
-from .conftest import DB_NAME, PG, Blog, _pg_connect, free_port, manage, start_server
+from .conftest import (
+    DB_NAME,
+    PG,
+    Blog,
+    _pg_connect,
+    free_port,
+    gunicorn_argv,
+    manage,
+    start_server,
+)
 
 pytestmark = [
     pytest.mark.postgres,
@@ -83,12 +91,7 @@ def pair(blog_db: list[tuple[int, str, str]]) -> Iterator[Pair]:
         try:
             for _ in range(2):
                 port = free_port()
-                argv = [
-                    sys.executable, "-m", "gunicorn", "mysite.wsgi:application",
-                    "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "30",
-                    "--graceful-timeout", "5", "--log-level", "warning",
-                ]  # fmt: skip
-                server = start_server(argv, store, port)
+                server = start_server(gunicorn_argv(port, workers=1), store, port)
                 blogs.append(Blog(f"http://127.0.0.1:{port}", store, blog_db, server))
             yield Pair(blogs[0], blogs[1], redis_server, store)
         finally:

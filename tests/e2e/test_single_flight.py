@@ -24,7 +24,14 @@ import pytest
 import requests
 
 from .client import get_many
-from .conftest import REDIS_STORE, Server, clear_redis_prefix, free_port, start_server
+from .conftest import (
+    REDIS_STORE,
+    Server,
+    clear_redis_prefix,
+    free_port,
+    gunicorn_argv,
+    start_server,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -53,11 +60,7 @@ def start(argv_of: str, store: str, workers: str) -> tuple[Server, str, Path]:
     renders = Path(tempfile.mkstemp(prefix="flight-renders-")[1])
     port = free_port()
     if argv_of == "gunicorn":
-        argv = [
-            sys.executable, "-m", "gunicorn", "mysite.wsgi:application",
-            "--workers", workers, "--threads", "16", "--bind", f"127.0.0.1:{port}",
-            "--timeout", "30", "--graceful-timeout", "5", "--log-level", "warning",
-        ]  # fmt: skip
+        argv = gunicorn_argv(port, workers=int(workers), threads=16)
     else:
         argv = [
             sys.executable, "-m", "uvicorn", "mysite.asgi:application",
