@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Iterable
+from functools import partial
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -126,7 +127,7 @@ def invalidate_tags(
     using = using or DEFAULT_DB_ALIAS
     conn = connections[using]
     if now:
-        if _bump_all(tags, marks, using) and log.is_active(using):
+        if _bump_now(tags, marks) and log.is_active(using):
             _log_outside_transaction(tags, using)
         return
     if not tags:  # log rows that need no bump (a volatile-only write): only mark them
@@ -167,6 +168,63 @@ def _bump_all(tags: Collection[str], marks: Collection[int] = (), using: str = "
     return failed
 
 
+def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
+    """Bump every store now, committed now, whatever transaction this thread has open; return
+    True if one failed.
+
+    A store that bumps inside an open transaction (the database store on that database) would
+    make the bump part of the caller's transaction: invisible until COMMIT, undone by a
+    rollback. Its bump runs on a connection of its own instead (a short-lived thread). On
+    SQLite that connection would wait for the caller's write lock, so the bump is made in the
+    caller's transaction and again after its COMMIT; a rollback there loses it
+    (docs/limits.md).
+    """
+    hooks.run("before_bump", tags=tags)
+    failed = False
+    for store in all_stores():
+        alias = _open_transaction_of(store)
+        if alias is None:
+            ok = _bump(store, tags, marks)
+        elif connections[alias].vendor == "sqlite":
+            ok = _bump(store, tags, ())
+            transaction.on_commit(partial(_bump, store, tags, marks), using=alias, robust=True)
+        else:
+            ok = _outside_transaction(partial(_bump, store, tags, marks), alias)
+        failed = not ok or failed
+    if failed:
+        from .log import relay
+
+        relay.note_failed_bump()
+    return failed
+
+
+def _open_transaction_of(store: object) -> str | None:
+    """The alias of an open transaction of this thread that ``store`` would bump inside."""
+    for conn in connections.all(initialized_only=True):
+        if conn.in_atomic_block and store.bumps_in_transaction(conn.alias):  # type: ignore[attr-defined]
+            return str(conn.alias)
+    return None
+
+
+def _outside_transaction(fn: Any, using: str) -> bool:
+    """Run ``fn`` (returning True on success) on a connection of its own to ``using``, in
+    autocommit mode, and return its result; False if it raised (logged)."""
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(fn()))
+        except Exception:
+            logger.exception("freshcache: an invalidation outside the transaction failed")
+        finally:
+            connections[using].close()
+
+    thread = threading.Thread(target=run, name="freshcache-outside-transaction", daemon=True)
+    thread.start()
+    thread.join()
+    return bool(result and result[0])
+
+
 def _bump(store: object, tags: Collection[str], marks: Collection[int]) -> bool:
     try:
         store.bump(tags, marks)  # type: ignore[attr-defined]
@@ -190,15 +248,16 @@ def _log_outside_transaction(tags: Collection[str], using: str) -> None:
         log.write_row(tags, using)
         return
 
-    def write() -> None:
-        try:
-            log.write_row(tags, using)
-        finally:
-            connections[using].close()
+    def write() -> bool:
+        log.write_row(tags, using)
+        return True
 
-    thread = threading.Thread(target=write, name="freshcache-log-row", daemon=True)
-    thread.start()
-    thread.join()
+    if connections[using].vendor == "sqlite":
+        # Another connection would wait for this transaction's write lock: log in it instead
+        # (a rollback loses the row; docs/limits.md).
+        log.write_row(tags, using)
+        return
+    _outside_transaction(write, using)
 
 
 def in_dirty_transaction() -> bool:

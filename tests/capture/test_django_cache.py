@@ -375,3 +375,45 @@ def test_a_failed_bump_is_logged_outside_the_callers_transaction() -> None:
         tag = django_cache.key_tag("default", caches["default"].make_key("k"))
         assert rows == [tag]
         LogEntry.objects.all().delete()
+
+
+@cached
+def reads_k() -> Any:
+    return caches["default"].get("k")
+
+
+@pytest.mark.postgres
+def test_a_cache_write_inside_atomic_is_bumped_at_once_on_the_database_store() -> None:
+    """The database store bumps inside an open transaction of its database: a Django cache
+    write must not join it (invisible to others until COMMIT, undone by a rollback while the
+    cache keeps the new value). Review finding, issue 9."""
+    import threading
+
+    from django.db import connection
+
+    with override_settings(
+        CACHES={"default": locmem(uuid.uuid4().hex)},
+        FRESHCACHE={"STORE": "database://", "DJANGO_CACHES": {"default": "shared"}},
+    ):
+        store().clear()
+        caches["default"].set("k", 1)
+        reads_k()
+        assert reads_k.outcome().hit
+        seen: list[Any] = []
+
+        def other_process() -> None:  # another connection, as another worker would be
+            try:
+                seen.append(reads_k.outcome())
+            finally:
+                connection.close()
+
+        with pytest.raises(RuntimeError), transaction.atomic():
+            caches["default"].set("k", 2)
+            reader = threading.Thread(target=other_process)
+            reader.start()
+            reader.join(10)
+            raise RuntimeError("the view failed after writing the cache")
+        assert (seen[0].hit, seen[0].value) == (False, 2), seen
+        assert reads_k.outcome().value == 2  # after the rollback too
+        assert caches["default"].get("k") == 2
+        store().clear()
