@@ -112,6 +112,7 @@ WRITES: dict[str, tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]] = {
         lambda c: c.delete_many(k for k in ["k", "y"]),
         lambda c: c.adelete_many(k for k in ["k"]),
     ),
+    "touch(0)": (1, lambda c: c.touch("k", 0), lambda c: c.atouch("k", 0)),
     "incr": (1, lambda c: c.incr("k"), lambda c: c.aincr("k")),
     "decr": (1, lambda c: c.decr("k", 5), lambda c: c.adecr("k")),
     "incr_version": (1, lambda c: c.incr_version("k"), lambda c: c.aincr_version("k")),
@@ -417,3 +418,42 @@ def test_a_cache_write_inside_atomic_is_bumped_at_once_on_the_database_store() -
         assert reads_k.outcome().value == 2  # after the rollback too
         assert caches["default"].get("k") == 2
         store().clear()
+
+
+class TieredCache(LocMemCache):
+    """A backend whose ``set`` also writes another followed cache (a two-level cache)."""
+
+    def set(self, key: Any, value: Any, timeout: Any = 300, version: Any = None) -> None:
+        super().set(key, value, timeout, version)
+        caches["l2"].set(key, value, timeout, version)
+
+
+@cached
+def reads_l2() -> Any:
+    return caches["l2"].get("k")
+
+
+def test_a_write_one_backend_makes_through_another_is_bumped() -> None:
+    """Review finding: a followed write inside another followed write was never bumped, even
+    when it went to a different backend (whose keys the outer bump does not name)."""
+    tiered = {"BACKEND": f"{__name__}.TieredCache", "LOCATION": uuid.uuid4().hex}
+    with override_settings(
+        CACHES={"default": tiered, "l2": locmem(uuid.uuid4().hex)},
+        FRESHCACHE={"STORE": "memory://"},
+    ):
+        store().clear()
+        caches["default"].set("k", 1)
+        assert reads_l2() == 1 and reads_l2.outcome().hit
+        caches["default"].set("k", 2)
+        assert caches["l2"].get("k") == 2
+        assert reads_l2.outcome().value == 2
+
+
+def test_invalidating_the_whole_cache_tag_reaches_every_read(setup: str) -> None:
+    """What limits.md tells users of a backend's own methods (``delete_pattern``) to do."""
+    from freshcache import invalidate
+
+    caches["default"].set("k", 1)
+    assert reads_k() == 1 and reads_k.outcome().hit
+    invalidate("django.cache:default")
+    assert not reads_k.outcome().hit

@@ -21,7 +21,8 @@ so the bump does not wait for a transaction. A computation that read the old val
 snapshot before reading, so the store's race guard refuses it; one that starts after the write
 reads the new value. A failed bump goes to the invalidation log, like any other. A write inside
 a cached computation makes it uncacheable (on a hit its side effect would not happen). ``touch``
-changes no value and bumps nothing.
+bumps its key (``touch(key, 0)`` deletes it). Methods other than Django's (django-redis's
+``delete_pattern``, ``expire``) are not followed (docs/limits.md).
 
 **Process-local caches.** ``LocMemCache`` (and ``FileBasedCache``, one machine's disk) hold one
 copy per process: a ``delete()`` in one gunicorn worker leaves the other worker's copy as it was,

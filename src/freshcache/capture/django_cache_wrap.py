@@ -43,6 +43,7 @@ METHODS: dict[str, tuple[int, str, int, int]] = {
     "delete": (_WRITE, "key", 0, 1),
     "incr": (_WRITE, "key", 0, 2),
     "decr": (_WRITE, "key", 0, 2),
+    "touch": (_WRITE, "key", 0, 2),  # touch(key, 0) deletes the key
     "set_many": (_WRITE_MANY, "data", 0, 2),
     "delete_many": (_WRITE_MANY, "keys", 0, 1),
     "incr_version": (_VERSION, "key", 0, 2),
@@ -50,9 +51,10 @@ METHODS: dict[str, tuple[int, str, int, int]] = {
     "clear": (_CLEAR, "", -1, -1),
 }
 
-# Set while a followed write runs: writes it makes itself are not bumped twice.
-_writing: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "freshcache_cache_write", default=False
+# The backend whose followed write is running: writes it makes to itself are not bumped twice
+# (a write it makes to another backend is, since its own bump does not name those keys).
+_writing: contextvars.ContextVar[object] = contextvars.ContextVar(
+    "freshcache_cache_write", default=None
 )
 #: The warnings given already (once per process each); tests reset it.
 warned: set[str] = set()
@@ -192,8 +194,9 @@ def wrap(
             return None  # nothing was stored
         if kind == _GET_OR_SET and not raised and not produced:
             default = _arg(args, kwargs, "default", 1, None)
-            if callable(default) or result is not default:
-                return None  # served from the cache
+            if callable(default):
+                return None  # served from the cache: the default was not produced
+            # A plain default: whether it was stored cannot be told; an extra bump is harmless.
         if kind == _CLEAR:
             return functools.partial(_written, followed, None, None)
         delta = _arg(args, kwargs, "delta", 1, 1) if kind == _VERSION else 0
@@ -215,11 +218,11 @@ def wrap(
     if not is_async:
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if _writing.get():
+            if _writing.get() is followed:
                 return original(*args, **kwargs)
             args, kwargs = _materialized(kind, key_name, key_at, args, kwargs)
             args, kwargs, produced = before(args, kwargs)
-            token = _writing.set(True)
+            token = _writing.set(followed)
             result, raised = None, True
             try:
                 result = original(*args, **kwargs)
@@ -234,11 +237,13 @@ def wrap(
         return call
 
     async def acall(*args: Any, **kwargs: Any) -> Any:
-        if _writing.get() or (kind in (_READ, _READ_MANY) and current_scope() is None):
+        if _writing.get() is followed or (
+            kind in (_READ, _READ_MANY) and current_scope() is None
+        ):
             return await original(*args, **kwargs)
         args, kwargs = _materialized(kind, key_name, key_at, args, kwargs)
         args, kwargs, produced = before(args, kwargs)
-        token = _writing.set(kind not in (_READ, _READ_MANY))
+        token = _writing.set(followed if kind not in (_READ, _READ_MANY) else _writing.get())
         result, raised = None, True
         try:
             result = await original(*args, **kwargs)
