@@ -241,6 +241,7 @@ def test_garbage_under_a_redis_lease_key_never_blocks_or_raises(transactional_db
             for put in (
                 lambda: client.set(key, "not a token"),
                 lambda: client.set(key, "0123456789abcdef"),  # a token without a lease's TTL
+                lambda: client.set(key, "0123456789abcdef", px=10 * 3600 * 1000),  # 10 hours
                 lambda: client.hset(key, "a", "b"),
                 lambda: client.rpush(key, "x"),
             ):

@@ -46,6 +46,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from ..conf import MAX_LEASE_SECONDS
 from .base import Hit, Snapshot, Store, StoreUnavailable
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
@@ -298,7 +299,8 @@ class RedisStore(Store):
         token = secrets.token_hex(8)
         reply: Any = self._call(
             lambda: self._scripts["acquire"](
-                keys=[self._lease_prefix + key], args=[token, max(1, int(ttl * 1000))]
+                keys=[self._lease_prefix + key],
+                args=[token, max(1, int(ttl * 1000)), MAX_LEASE_SECONDS * 1000],
             )
         )
         if reply == 1:
