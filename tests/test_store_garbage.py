@@ -936,3 +936,25 @@ def test_fuzz_database_garbage(on_database: None, recorder: Recorder) -> None:
     assert len(recorder.records) <= GarbageMachine.garbage_events
     assert freshcache.stats()["store_errors"] == 0
     assert freshcache.stats()["hits"] > 0
+
+
+@pytest.mark.postgres
+def test_an_interface_error_of_the_database_store_is_a_bypass(
+    transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``InterfaceError`` (a connection closed under Django) is not a ``DatabaseError``: it must
+    still mean "store unavailable", never an exception in the request (review finding)."""
+    from django.db import InterfaceError, connection
+    from django.test import override_settings
+
+    from freshcache.core import fetch
+
+    with override_settings(FRESHCACHE={"STORE": "database://"}):
+
+        def closed(*args: object, **kwargs: object) -> None:
+            raise InterfaceError("connection already closed")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(connection, "cursor", closed)
+            out = fetch("garbage:interface", lambda: "computed")
+    assert (out.value, out.hit, out.reason) == ("computed", False, "store unavailable")

@@ -97,4 +97,5 @@ def cached_cookie_type(request: HttpRequest) -> HttpResponse:
     """What a view sees as ``request.COOKIES``: its type, and a dict write."""
     cookies = request.COOKIES
     cookies["seen"] = "1"
-    return HttpResponse(f"{type(cookies).__name__} {isinstance(cookies, dict)}")
+    made = cookies.fromkeys(["a"])
+    return HttpResponse(f"{type(cookies).__name__} {isinstance(cookies, dict)} {made}")

@@ -38,7 +38,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from django.db import DatabaseError, connections, transaction
+from django.db import Error as DjangoDBError
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import database_lease as leases
@@ -85,7 +86,7 @@ class DatabaseStore(Store):
             else:
                 with conn.cursor() as cursor:
                     yield cursor
-        except DatabaseError as exc:
+        except DjangoDBError as exc:  # InterfaceError (a closed connection) too
             raise StoreUnavailable(f"{self!r}: {exc}") from exc
 
     def _run(self, fn: Callable[[Any], T]) -> T:
@@ -310,7 +311,7 @@ class DatabaseStore(Store):
         try:
             with transaction.atomic(using=self.alias):
                 self._run(run)
-        except DatabaseError as exc:
+        except DjangoDBError as exc:  # InterfaceError (a closed connection) too
             raise StoreUnavailable(f"{self!r}: {exc}") from exc
 
     def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
@@ -336,7 +337,7 @@ class DatabaseStore(Store):
         try:
             with transaction.atomic(using=self.alias):
                 return self._run(run)
-        except DatabaseError as exc:
+        except DjangoDBError as exc:  # InterfaceError (a closed connection) too
             raise StoreUnavailable(f"{self!r}: {exc}") from exc
 
     def forget(self, marks: Collection[int]) -> None:

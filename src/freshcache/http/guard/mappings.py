@@ -118,6 +118,10 @@ class _GuardedCookies(dict[str, str]):
     def __reduce_ex__(self, protocol: Any) -> Any:
         return self.__reduce__()
 
+    @classmethod
+    def fromkeys(cls, keys: Any, value: Any = None) -> dict[str, Any]:  # type: ignore[override]
+        return dict.fromkeys(keys, value)  # reads nothing: a plain dict, as Django's would give
+
     # -- writes: to both dicts; what a write reveals (presence, the old value) is a read ------
 
     def __setitem__(self, name: str, value: str) -> None:
