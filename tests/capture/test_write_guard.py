@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
 from freshcache import cached
@@ -68,6 +69,26 @@ def test_the_writes_of_the_issue_through_a_proxy(posts: dict[str, Any]) -> None:
     PostProxy.objects.filter(category=c).delete()
     assert not Post.objects.exists()
     assert w.invalidated() == {f"pk{posts['q'].pk}", "all"}
+
+
+@pytest.mark.parametrize("in_atomic", [False, True], ids=["autocommit", "atomic"])
+def test_distinct_writes_are_precise_and_never_fail(
+    posts: dict[str, Any], caplog: pytest.LogCaptureFixture, in_atomic: bool
+) -> None:
+    """``.distinct().update()``/``.delete()`` run fine without freshcache; the pre-read's
+    ``FOR UPDATE`` refused DISTINCT, and inside a transaction that failed the write (review
+    finding). DISTINCT does not change which rows are written: the pre-read drops it."""
+    caplog.set_level(logging.WARNING, logger="freshcache")
+    p, q = posts["p"], posts["q"]
+    w = post_watch(p, q)
+    w.warm()
+    with transaction.atomic() if in_atomic else nullcontext():
+        assert Post.objects.filter(pk=p.pk).distinct().update(title="x") == 1
+    assert w.invalidated() == {f"pk{p.pk}", "all"}
+    with transaction.atomic() if in_atomic else nullcontext():
+        Post.objects.filter(pk=q.pk).distinct().delete()
+    assert w.invalidated() == {f"pk{q.pk}", "all"}
+    assert warnings(caplog) == []  # understood, not a fallback to the whole table
 
 
 # -- faults in the bookkeeping ---------------------------------------------------------------------
@@ -307,3 +328,45 @@ def test_a_view_that_refuses_row_locks_falls_back_to_the_table(
         assert w.invalidated() == {"row"}
     [message] = warnings(caplog)
     assert "shapes_app.ViewRow" in message and "FOR UPDATE" in message
+
+
+def test_an_orm_write_to_a_table_no_registered_model_maps_is_invalidated(
+    memory_store: Any,
+) -> None:
+    """A model the registry does not know (defined after it was built, or a historical model of
+    a removed one) writing to a table raw SQL reads: the write bumps ``db_table:<name>``, as
+    raw SQL writes do (review finding: it bumped nothing)."""
+    import uuid
+
+    table = f"fc_adhoc_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, name text)")
+        cursor.execute(f"INSERT INTO {table} (name) VALUES ('a')")
+    try:
+        adhoc = type(
+            f"Adhoc{table[-8:]}",
+            (models.Model,),
+            {
+                "__module__": __name__,
+                "name": models.TextField(),
+                "Meta": type("Meta", (), {"app_label": "shapes_app", "managed": False,
+                                          "db_table": table}),
+            },
+        )  # fmt: skip
+
+        @cached
+        def names() -> list[str]:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT name FROM {table} ORDER BY id")
+                return [n for (n,) in cursor.fetchall()]
+
+        assert names() == ["a"] and names.outcome().hit
+        adhoc.objects.update(name="b")
+        assert names() == ["b"]
+        adhoc.objects.create(name="c")
+        assert names() == ["b", "c"]
+        adhoc.objects.filter(name="b").delete()
+        assert names() == ["c"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE {table}")

@@ -29,6 +29,8 @@ __all__ = [
     "prepare",
     "safe_bump",
     "settle",
+    "table_wildcards",
+    "untracked",
     "warn_once",
     "warn_write",
     "wrote",
@@ -137,7 +139,7 @@ def guarded(compiler: Any, run: Callable[[], Any], handle: Callable[[Statement],
         return _fallback(compiler, stmt, exc)
 
 
-def _table_wildcards(model: Any, using: str) -> tuple[set[str], str]:
+def table_wildcards(model: Any, using: str) -> tuple[set[str], str]:
     """Every wildcard of ``model``'s table, and the table's name; never raises."""
     name = str(getattr(getattr(model, "_meta", None), "db_table", "") or "?")
     try:
@@ -186,7 +188,7 @@ def _fallback(compiler: Any, stmt: Statement, exc: Exception) -> Any:
     """Freshcache failed before the statement ran: run it as it is, bump the whole table."""
     using = compiler.using
     model = compiler.query.model
-    tags, table = _table_wildcards(model, using)
+    tags, table = table_wildcards(model, using)
     if isinstance(exc, DatabaseError) and connections[using].in_atomic_block:
         # Our pre-read failed inside the caller's transaction: the database aborted it, so the
         # statement cannot run in it any more (and would most likely fail the same way).
@@ -228,6 +230,21 @@ def settle(target: ModelColumns, using: str, compute: Callable[[], set[str]]) ->
 def atomic(using: str) -> Any:
     conn = connections[using]
     return transaction.atomic(using=using) if conn.get_autocommit() else nullcontext()
+
+
+def untracked(compiler: Any, stmt: Statement) -> Any:
+    """A write through a model the registry does not map: run it, then bump its table's
+    wildcards (``db_table:<name>`` for a table no installed model maps, as raw SQL does);
+    nothing for an ``EXCLUDE``d table."""
+    using = compiler.using
+    tags, table = table_wildcards(compiler.query.model, using)
+    if not tags:
+        return stmt()
+    mark_uncacheable(f"wrote to {table}")
+    prepare(using)
+    result = stmt()
+    safe_bump(tags, using, table)
+    return result
 
 
 def wrote(info: TableInfo) -> None:

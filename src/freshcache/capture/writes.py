@@ -65,6 +65,7 @@ from .write_guard import (
     prepare,
     safe_bump,
     settle,
+    untracked,
     warn_once,
     warn_write,
     wrote,
@@ -116,7 +117,7 @@ def _insert(compiler: Any, stmt: Statement, returning_fields: Any) -> Any:
     using = compiler.using
     target = registry().for_model(query.model)
     if target is None:
-        return stmt()
+        return untracked(compiler, stmt)
     info = target.info
     prepare(using)
     with atomic(using) if needs_transaction(info, using) else nullcontext():
@@ -169,6 +170,9 @@ def _preselect(query: Query, using: str, target: ModelColumns) -> list[Any] | No
     q.select_related = False
     q.clear_ordering(force=True)
     q.extra = {}
+    # DISTINCT never changes which rows a write touches, and FOR UPDATE refuses it.
+    q.distinct = False
+    q.distinct_fields = ()
     q.clear_select_clause()
     if q.count_active_tables() > 1:
         # Lock only this table's rows: select them by primary key from a one-table query.
@@ -224,8 +228,10 @@ def _update(compiler: Any, stmt: Statement) -> Any:
     query = compiler.query
     using = compiler.using
     target = registry().for_model(query.model)
-    if target is None or not query.values:
-        return stmt()  # excluded, or only multi-table parents change (each seen on its own)
+    if target is None:
+        return untracked(compiler, stmt)
+    if not query.values:
+        return stmt()  # only multi-table parents change (each seen on its own)
     info = target.info
     set_columns = {f.column: (f, val) for f, _, val in query.values}
     if set(set_columns) <= info.volatile and not target.generated:
@@ -302,7 +308,7 @@ def _delete(compiler: Any, stmt: Statement) -> Any:
     using = compiler.using
     target = registry().for_model(query.model)
     if target is None:
-        return stmt()
+        return untracked(compiler, stmt)
     info = target.info
     wrote(info)
     prepare(using)
