@@ -321,3 +321,39 @@ def test_missing_redis_driver_at_run_time(tmp_path: Path) -> None:
             error="The redis store needs the redis package: pip install 'django-freshcache[redis]'",
         )
     ]
+
+
+# -- found by a new user (issue 9 break-it review): each was a 500 or a crashed check ---------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:p[ss@127.0.0.1:6379/9",  # a '[' in the password: urlsplit raises
+        "redis://[::1/9",
+        "redis://127.0.0.1:6379/9?socket_timeout=-1",
+        "redis://127.0.0.1:6379/9?socket_timeout=inf",
+        "redis://127.0.0.1:6379/9?connect_timeout=1e400",
+    ],
+)
+def test_a_store_url_that_cannot_be_used_is_e005_and_uncached(url: str) -> None:
+    from django.core.checks import run_checks
+    from django.test import override_settings
+
+    from freshcache.core import fetch
+
+    with override_settings(FRESHCACHE={"STORE": url}):
+        ids = [m.id for m in run_checks() if (m.id or "").startswith("freshcache.")]
+        assert "freshcache.E005" in ids, ids
+        out = fetch("bad-url", lambda: "computed")
+        assert (out.value, out.hit, out.stored) == ("computed", False, False)
+        freshcache.invalidate("bad-url-tag")  # never raises
+    assert "p[ss" not in str(ids)
+
+
+def test_a_browser_cache_control_with_a_newline_is_reported_not_a_500() -> None:
+    from freshcache.conf import read
+
+    settings, found = read({"BROWSER_CACHE_CONTROL": "no-cache\r\nX-Evil: 1"})
+    assert [p.setting for p in found] == ["BROWSER_CACHE_CONTROL"]
+    assert not settings.enabled  # a mistake turns caching off until fixed, as every other one

@@ -197,16 +197,14 @@ class _Plan:
     def lookup(self) -> Hit | Snapshot | str:
         try:
             return self.store.lookup(self.skey)
-        except StoreUnavailable:
-            counters.incr("store_errors")
-            return "store unavailable"
+        except Exception as exc:
+            return _store_failed(self.store, exc)
 
     def begin(self) -> Snapshot | str:
         try:
             return self.store.begin()
-        except StoreUnavailable:
-            counters.incr("store_errors")
-            return "store unavailable"
+        except Exception as exc:
+            return _store_failed(self.store, exc)
 
     def decode(self, hit: Hit) -> tuple[bool, Any]:
         return _decode(self.store, hit, self.key, self.codec)
@@ -240,14 +238,30 @@ class _Plan:
         except StoreFull:
             counters.incr("store_errors")
             return False, STORE_FULL
-        except StoreUnavailable:
-            counters.incr("store_errors")
-            return False, "store unavailable"
+        except Exception as exc:
+            return False, _store_failed(self.store, exc)
         if stored:
             counters.incr("stores")
             return True, None
         counters.incr("stores_skipped_race")
         return False, "a dependency changed while computing"
+
+
+_unexpected: set[tuple[str, str]] = set()
+
+
+def _store_failed(store: Store, exc: Exception) -> str:
+    """A store call failed: compute uncached. ``StoreUnavailable`` is the expected kind; any
+    other error (a bug, a driver refusing a setting) is logged once per store and kind, never
+    raised into the request."""
+    counters.incr("store_errors")
+    kind = (store.name, type(exc).__name__)
+    if not isinstance(exc, StoreUnavailable) and kind not in _unexpected:
+        _unexpected.add(kind)
+        logger.warning(
+            "freshcache: store %r failed unexpectedly; computing uncached", store.name, exc_info=exc
+        )
+    return "store unavailable"
 
 
 def fetch(

@@ -26,7 +26,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from . import counters, hooks, log
-from .stores import StoreUnavailable, all_stores
+from .stores import all_stores
 from .tags import Taggable, tags_for
 
 __all__ = ["in_dirty_transaction", "invalidate", "invalidate_tags"]
@@ -228,7 +228,7 @@ def _outside_transaction(fn: Any, using: str) -> bool:
 def _bump(store: object, tags: Collection[str], marks: Collection[int]) -> bool:
     try:
         store.bump(tags, marks)  # type: ignore[attr-defined]
-    except StoreUnavailable as exc:
+    except Exception as exc:  # StoreUnavailable, or anything unforeseen: never the caller's
         # The log row stays until a relay applies it (and, without a log, the store replays it).
         counters.incr("bump_failures")
         logger.debug("freshcache: bump of %d tag(s) on %r failed: %s", len(tags), store, exc)

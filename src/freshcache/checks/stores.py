@@ -25,8 +25,19 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
     """Errors in a store's URL (the first one found); then, with ``warn``, its warnings."""
     from ..stores import SCHEMES, database_alias, known_options, redacted, unknown_options
 
-    scheme = urlsplit(url).scheme
     shown = redacted(url)
+    try:
+        scheme = urlsplit(url).scheme
+        unknown_options(url)
+    except ValueError as exc:
+        return [
+            Error(
+                f"Store {name!r} has URL {shown!r}, which cannot be used: {exc}.",
+                hint="Check the host, port and options; see docs/settings.md for store URLs. "
+                "Quote special characters of a password ('[' is %5B).",
+                id="freshcache.E005",
+            )
+        ]
     if scheme not in SCHEMES:
         return [
             Error(
@@ -168,7 +179,7 @@ def check_django_caches(settings: Any) -> list[CheckMessage]:
     from django.core.cache.backends.locmem import LocMemCache
     from django.utils.module_loading import import_string
 
-    shared = sorted(n for n, url in settings.stores.items() if urlsplit(url).scheme != "memory")
+    shared = sorted(n for n, url in settings.stores.items() if not url.startswith("memory:"))
     if not shared:
         return []
     found: list[CheckMessage] = []

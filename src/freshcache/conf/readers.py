@@ -205,7 +205,17 @@ def read_key_prefix(reader: Reader) -> str:
 def read_browser_cache_control(reader: Reader) -> str:
     if reader.get("BROWSER_CACHE_CONTROL") is None:
         return ""  # None: send no Cache-Control, like ""
-    return str(reader.text("BROWSER_CACHE_CONTROL", "a Cache-Control value string, or None"))
+    value = reader.text("BROWSER_CACHE_CONTROL", "a Cache-Control value string, or None")
+    if any(not (c.isprintable() and c.isascii()) for c in str(value)):
+        # A newline would make every page response a BadHeaderError (a 500).
+        reader.problem(
+            "BROWSER_CACHE_CONTROL",
+            "type",
+            f"must be a Cache-Control value string, or None, not {value!r} (it holds a newline "
+            "or another character a header cannot carry)",
+        )
+        return str(reader.defaults["BROWSER_CACHE_CONTROL"])
+    return str(value)
 
 
 def read_cache_statuses(reader: Reader) -> tuple[int, ...]:

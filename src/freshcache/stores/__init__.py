@@ -114,8 +114,12 @@ def unknown_options(url: str) -> list[str]:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
+    """``url`` without its password, for messages and logs (a URL that does not parse is shown
+    by its scheme only: it may hold a password anywhere)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.partition("://")[0] + "://(not shown: it does not parse)"
     if parts.password is None:
         return url
     host = parts.netloc.rpartition("@")[2]
@@ -172,7 +176,10 @@ def from_url(name: str, url: str) -> Store:
 
 def database_alias(url: str) -> str:
     """The database alias a ``database://`` URL names (``default`` when it names none)."""
-    return parse_qs(urlsplit(url).query).get("alias", ["default"])[0]
+    try:
+        return parse_qs(urlsplit(url).query).get("alias", ["default"])[0]
+    except ValueError:  # a URL that does not parse: reported as freshcache.E005
+        return "default"
 
 
 class UnusableStore(Store):
