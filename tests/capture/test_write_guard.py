@@ -338,6 +338,8 @@ def test_an_orm_write_to_a_table_no_registered_model_maps_is_invalidated(
     raw SQL writes do (review finding: it bumped nothing)."""
     import uuid
 
+    from django.apps.registry import Apps
+
     table = f"fc_adhoc_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TABLE {table} (id serial PRIMARY KEY, name text)")
@@ -349,8 +351,9 @@ def test_an_orm_write_to_a_table_no_registered_model_maps_is_invalidated(
             {
                 "__module__": __name__,
                 "name": models.TextField(),
+                # A registry of its own: the model never joins the project's apps.
                 "Meta": type("Meta", (), {"app_label": "shapes_app", "managed": False,
-                                          "db_table": table}),
+                                          "db_table": table, "apps": Apps()}),
             },
         )  # fmt: skip
 

@@ -95,12 +95,12 @@ class RedisStore(Store):
         self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
         self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
-        for option, seconds in (
-            ("socket_timeout", self.socket_timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("breaker_seconds", self.breaker_seconds),
+        for option, seconds, least in (
+            ("socket_timeout", self.socket_timeout, 1e-6),
+            ("connect_timeout", self.connect_timeout, 1e-6),
+            ("breaker_seconds", self.breaker_seconds, 0.0),  # 0: no breaker
         ):
-            if not 0 < seconds <= 3600:  # also NaN and infinity
+            if not least <= seconds <= 3600:  # also NaN and infinity
                 raise ValueError(f"{option} must be a number of seconds from 0 to 3600")
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
