@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
+import django
 import pytest
 from django.db import DatabaseError, connection, models, transaction
 from django.test.utils import CaptureQueriesContext
@@ -85,9 +86,10 @@ def test_distinct_writes_are_precise_and_never_fail(
     with transaction.atomic() if in_atomic else nullcontext():
         assert Post.objects.filter(pk=p.pk).distinct().update(title="x") == 1
     assert w.invalidated() == {f"pk{p.pk}", "all"}
-    with transaction.atomic() if in_atomic else nullcontext():
-        Post.objects.filter(pk=q.pk).distinct().delete()
-    assert w.invalidated() == {f"pk{q.pk}", "all"}
+    if django.VERSION >= (5, 0):  # Django 4.2 refuses delete() after distinct() itself
+        with transaction.atomic() if in_atomic else nullcontext():
+            Post.objects.filter(pk=q.pk).distinct().delete()
+        assert w.invalidated() == {f"pk{q.pk}", "all"}
     assert warnings(caplog) == []  # understood, not a fallback to the whole table
 
 
