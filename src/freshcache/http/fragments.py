@@ -31,7 +31,7 @@ from ..conf import get_settings
 from ..core import fetch
 from ..scope import add_tags, current_scope, mark_uncacheable
 from ..tags import instance_tag, table_tag
-from . import placeholders
+from . import carry, placeholders
 from .guard import Guard, conditions_violated, guarded, record_absent
 from .keys import _digest, frame
 
@@ -45,6 +45,8 @@ class Fragment:
     text: str
     slots: list[tuple[int, str]] = field(default_factory=list)
     absent: list[tuple[str, str]] = field(default_factory=list)
+    #: What the render did to the request (``carry.effects_since``), done again on each hit.
+    effects: dict[str, Any] = field(default_factory=dict)
 
 
 class FragmentCodec:
@@ -52,18 +54,28 @@ class FragmentCodec:
 
     def dumps(self, value: Fragment) -> bytes:
         return json.dumps(
-            {"v": 1, "text": value.text, "slots": value.slots, "absent": value.absent},
+            {
+                "v": 2,
+                "text": value.text,
+                "slots": value.slots,
+                "absent": value.absent,
+                "effects": value.effects,
+            },
             separators=(",", ":"),
         ).encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes) -> Fragment:
         raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("v") != 1 or not isinstance(raw["text"], str):
+        if not isinstance(raw, dict) or raw.get("v") != 2 or not isinstance(raw["text"], str):
             raise ValueError("not a freshcache fragment")
         slots = [(int(o), str(n)) for o, n in raw["slots"]]
         if any(not 0 <= o <= len(raw["text"]) for o, _ in slots):
             raise ValueError("slot outside the text")
-        return Fragment(raw["text"], slots, [(str(s), str(n)) for s, n in raw["absent"]])
+        effects = raw["effects"]
+        if not isinstance(effects, dict):
+            raise ValueError("bad effects")
+        absent = [(str(s), str(n)) for s, n in raw["absent"]]
+        return Fragment(raw["text"], slots, absent, effects)
 
 
 CODEC = FragmentCodec()
@@ -134,6 +146,12 @@ def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
             cuts.append((len(prefix), len(prefix) + end - start, placeholders.CSRF))
     if guard.csrf_used and not cuts:
         return "get_token() was called but its token is not in the fragment"
+    nonce = carry.csp_nonce(request)
+    if nonce:
+        start = text.find(nonce)
+        while start != -1:
+            cuts.append((start, start + len(nonce), placeholders.CSP_NONCE))
+            start = text.find(nonce, start + len(nonce))
     for marker, name in guard.markers.items():
         start = text.find(marker)
         while start != -1:
@@ -187,9 +205,12 @@ def render_fragment(
             rendered["text"] = render()
             return Fragment(rendered["text"])
         guard = Guard(request)
+        before = carry.snapshot(request)
         with guarded(request, guard):
             text = render()
         result = _cut(text, guard, request)
+        if not isinstance(result, str):
+            result.effects = carry.effects_since(request, before)
         # What this request sees: the markers replaced by the enclosing page's own markers,
         # or by their values outside a cached page.
         for marker, slot in guard.markers.items():
@@ -210,4 +231,5 @@ def render_fragment(
         if conditions_violated(request, fragment.absent):
             return render()
         record_absent(request, fragment.absent)
+        carry.apply_effects(request, fragment.effects)
     return _filled(fragment, request)

@@ -52,6 +52,7 @@ from .mappings import _GuardedMeta as _GuardedMeta
 from .mappings import _GuardedQueryDict as _GuardedQueryDict
 from .mappings import _keyed_meta as _keyed_meta
 from .mappings import _query_dict as _query_dict
+from .method import _GuardedMethod as _GuardedMethod
 from .reads import (
     _MISSING,
     _RAW_ATTR,
@@ -70,7 +71,7 @@ from .reads import logger as logger
 __all__ = ["Guard", "UncacheableWarning", "guarded", "raw", "reason_text"]
 
 # Attributes replaced while a guard is installed.
-_ATTRS = ("META", "environ", "COOKIES", "GET", "headers", "session", "user", "auser")
+_ATTRS = ("META", "environ", "COOKIES", "GET", "headers", "session", "user", "auser", "method")
 
 
 def _install(request: HttpRequest) -> None:
@@ -96,6 +97,8 @@ def _install(request: HttpRequest) -> None:
         request.__dict__["user"] = _GuardedUser(request, user)
     if saved["auser"] is not _MISSING and not _stack_user_keyed(request):
         request.__dict__["auser"] = _guard_auser(request, saved["auser"])
+    if isinstance(saved["method"], str):
+        request.__dict__["method"] = _GuardedMethod(request, saved["method"])
 
 
 def _stack_user_keyed(request: HttpRequest) -> bool:
@@ -152,6 +155,10 @@ def conditions_violated(request: HttpRequest, absent: Any) -> str | None:
             present = bool(get) if name == ANY else name in get
         elif source == "rawquery":
             present = meta.get("QUERY_STRING", "") != name
+        elif source == "method":
+            if str(raw(request, "method")) != name:
+                return "the stored render read the request method, and this is not " + name
+            continue
         else:
             present = True
         if present:

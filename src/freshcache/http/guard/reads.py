@@ -84,6 +84,8 @@ class Guard:
         #: Random per render; custom placeholders are written as markers containing it.
         self.nonce = secrets.token_hex(8)
         self.markers: dict[str, str] = {}
+        #: What the render did to the request, replayed on hits (``http.carry``).
+        self.effects: dict[str, Any] = {}
         self.scope = current_scope()
 
     # -- what is keyed -------------------------------------------------------------------------
