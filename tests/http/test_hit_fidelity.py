@@ -208,6 +208,13 @@ def test_django_csp_nonce_is_per_request(page_store: None, settings) -> None:  #
 def test_django_builtin_csp_nonce_is_per_request(page_store: None, settings) -> None:  # type: ignore[no-untyped-def]
     from django.utils.csp import CSP  # type: ignore[import-not-found]
 
+    # The configuration docs/pages.md shows.
     settings.SECURE_CSP = {"script-src": [CSP.SELF, CSP.NONCE]}
     _with(settings, "django.middleware.csp.ContentSecurityPolicyMiddleware", first=True)
+    templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
+    processors = templates[0]["OPTIONS"]["context_processors"]
+    templates[0]["OPTIONS"]["context_processors"] = [
+        *processors, "django.template.context_processors.csp"
+    ]
+    settings.TEMPLATES = templates
     _check_nonces_per_visitor()

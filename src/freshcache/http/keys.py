@@ -2,7 +2,8 @@
 
 A page key covers, in this order: the method class (GET and HEAD share one), the scheme, the
 validated host (``request.get_host()``, so ``ALLOWED_HOSTS`` and ``USE_X_FORWARDED_HOST`` apply),
-the server port, the path and path info, the normalised query string (or only its allowlisted
+the server port, the path and path info, the raw headers all of these are derived from (see
+:func:`derived_meta`), the normalised query string (or only its allowlisted
 parameters), the active language and time zone, the user when the view varies per user, and the
 value of every header the page varies on (an absent header and an empty one differ).
 
