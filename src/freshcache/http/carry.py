@@ -29,11 +29,13 @@ The CSRF token is the older case of the same thing (``Page.csrf_cookie``).
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import translation
 from django.utils.functional import SimpleLazyObject, empty
+from django.utils.safestring import SafeData, mark_safe
 
 __all__ = [
     "apply_effects",
@@ -58,7 +60,7 @@ _NOT_CARRIED = frozenset(
 _UNSET_BY_DEFAULT = ("_reason_phrase", "_charset")  # carried only when the view set them
 _SCALARS = (str, int, float, bool, type(None))
 _CONTAINERS: dict[type, str] = {list: "l", tuple: "t", set: "s", frozenset: "f"}
-_MAX_DEPTH = 8
+_MAX_DEPTH = 32
 
 
 def _csp_sentinel() -> Any:
@@ -74,6 +76,8 @@ def _encode(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         raise TypeError("nested too deeply")
     if isinstance(value, _SCALARS):
+        if isinstance(value, SafeData) and isinstance(value, str):
+            return ["safe", str(value)]
         if isinstance(value, str) and type(value) is not str:
             return str(value)  # a StrEnum (Django's CSP.NONCE) compares equal to its text
         return value
@@ -95,6 +99,8 @@ def _decode(data: Any) -> Any:
     tag = data[0]
     if tag == "csp.NONCE":
         return _csp_sentinel()
+    if tag == "safe":
+        return mark_safe(data[1])
     if tag == "d":
         return {k: _decode(v) for k, v in data[1].items()}
     items = [_decode(item) for item in data[1]]
@@ -149,53 +155,106 @@ def csp_nonce(request: HttpRequest, *, generate: bool = False) -> str | None:
     """The CSP nonce of ``request`` if it was generated (or ``generate``), else ``None``.
 
     Django 6.0 keeps a lazy nonce in ``request._csp_nonce``; django-csp a lazy
-    ``request.csp_nonce`` that stores the generated text in ``request._csp_nonce``.
+    ``request.csp_nonce`` that stores the generated text in ``request._csp_nonce``. Types are
+    tested with ``type()``: ``isinstance(lazy, str)`` asks the lazy object's ``__class__``,
+    which generates the nonce.
     """
     found = request.__dict__.get("_csp_nonce")
-    if isinstance(found, str):
+    if type(found) is str:
         return found
-    if isinstance(found, SimpleLazyObject):
+    if found is not None and issubclass(type(found), SimpleLazyObject):
         if found._wrapped is empty and not generate:
             return None
         return str(found)
     lazy = request.__dict__.get("csp_nonce")
-    if generate and isinstance(lazy, SimpleLazyObject):
+    if generate and lazy is not None and issubclass(type(lazy), SimpleLazyObject):
         return str(lazy)
     return None
 
 
-def snapshot(request: HttpRequest) -> dict[str, Any]:
-    """The request state :func:`effects_since` compares with, taken before the render."""
+def nonce_transformed(text: bytes, nonce: str) -> bool:
+    """Whether ``text`` holds ``nonce`` in another form than as is (``|escapejs``, URL-encoded…).
+
+    Judged by the nonce's longest alphanumeric run (at least 8 characters: ~48 random bits),
+    which such transformations leave intact: more of those than of the nonce itself.
+    """
+    runs = re.findall(r"[A-Za-z0-9]+", nonce)
+    core = max(runs, key=len, default="")
+    if len(core) < 8:
+        return False
+    return text.count(core.encode()) > text.count(nonce.encode())
+
+
+def has_csp_nonce(request: HttpRequest) -> bool:
+    """Whether ``request`` went through a CSP middleware that offers a nonce."""
+    for name in ("_csp_nonce", "csp_nonce"):
+        found = request.__dict__.get(name)
+        if found is not None and (type(found) is str or issubclass(type(found), SimpleLazyObject)):
+            return True
+    return False
+
+
+def _flags(request: HttpRequest) -> list[tuple[Any, str]]:
+    """The ``(object, attribute)`` flags middleware reads: session accessed, messages used."""
     from .guard import raw
 
-    session = raw(request, "session") if "session" in vars(request) else None
+    flags = []
+    if "session" in vars(request):
+        flags.append((raw(request, "session"), "accessed"))
     messages = request.__dict__.get("_messages")
+    if messages is not None:
+        flags.append((messages, "used"))
+    return flags
+
+
+def snapshot(request: HttpRequest) -> dict[str, Any]:
+    """Take the request state :func:`effects_since` compares with, before a render.
+
+    The session's ``accessed`` and the messages' ``used`` flags are cleared for the duration
+    (and put back by :func:`effects_since`), so that what *this* render did is seen even when
+    something before it already did the same: a fragment must record that it reads the session
+    although the page around it read it first, or its hits in another page would lose the
+    ``Vary: Cookie``.
+    """
+    flags = []
+    for obj, attr in _flags(request):
+        flags.append((obj, attr, bool(getattr(obj, attr, False))))
+        try:
+            setattr(obj, attr, False)
+        except Exception:  # a session or storage of your own that refuses: read it as is
+            flags[-1] = (obj, attr, False)
     return {
-        "session": bool(getattr(session, "accessed", False)),
-        "messages": bool(getattr(messages, "used", False)),
+        "flags": flags,
         "csp_nonce": csp_nonce(request) is not None,
         "language": translation.get_language(),
     }
 
 
 def effects_since(request: HttpRequest, before: dict[str, Any]) -> dict[str, Any]:
-    """What the render did to ``request`` that a hit must do again (JSON data)."""
-    after = snapshot(request)
+    """What the render did to ``request`` that a hit must do again (JSON data); restores the
+    flags :func:`snapshot` cleared (set if set before or by the render)."""
     effects: dict[str, Any] = {}
-    for name in ("session", "messages", "csp_nonce"):
-        if after[name] and not before[name]:
-            effects[name] = True
-    if after["language"] != before["language"]:
-        effects["language"] = after["language"]
+    names = {"accessed": "session", "used": "messages"}
+    for obj, attr, was in before["flags"]:
+        now = bool(getattr(obj, attr, False))
+        if now:
+            effects[names[attr]] = True
+        if was and not now:
+            setattr(obj, attr, True)
+    if csp_nonce(request) is not None and not before["csp_nonce"]:
+        effects["csp_nonce"] = True
+    if translation.get_language() != before["language"]:
+        effects["language"] = translation.get_language()
     return effects
 
 
 def apply_effects(request: HttpRequest, effects: dict[str, Any]) -> None:
     """Do to ``request`` what the stored render did, so the middleware above sees the same."""
-    if effects.get("session"):
-        session = getattr(request, "session", None)
-        if session is not None:
-            session.accessed = True
+    from .guard import raw
+
+    if effects.get("session") and "session" in vars(request):
+        # The real session: setting a flag on the guarded one would count as a write to it.
+        raw(request, "session").accessed = True
     if effects.get("messages"):
         messages = getattr(request, "_messages", None)
         if messages is not None:

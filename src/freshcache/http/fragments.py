@@ -19,20 +19,21 @@ placeholders inside a fragment are cut into slots exactly as in pages.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
 from django.http import HttpRequest
-from django.utils.functional import LazyObject
+from django.utils.functional import LazyObject, SimpleLazyObject, empty
 
 from ..conf import get_settings
 from ..core import fetch
 from ..scope import add_tags, current_scope, mark_uncacheable
 from ..tags import instance_tag, table_tag
 from . import carry, placeholders
-from .guard import Guard, conditions_violated, guarded, record_absent
+from .guard import Guard, conditions_violated, guarded, raw, record_absent
+from .guard.identity import _check_user, _evaluate, _GuardedMessages, _GuardedUser
 from .keys import _digest, frame
 
 __all__ = ["Fragment", "FragmentCodec", "render_fragment"]
@@ -133,7 +134,9 @@ def fragment_key(name: str, values: Iterable[Any], origin: str) -> str:
     return "freshcache.fragment:" + _digest(frame(["v1", origin, name, *map(_encode, values)]))
 
 
-def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
+def _cut(
+    text: str, guard: Guard, request: HttpRequest, effects: dict[str, Any]
+) -> Fragment | str:
     cuts: list[tuple[int, int, str]] = []
     secret = placeholders.csrf_secret(request)
     if secret is not None:
@@ -147,6 +150,12 @@ def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
     if guard.csrf_used and not cuts:
         return "get_token() was called but its token is not in the fragment"
     nonce = carry.csp_nonce(request)
+    encoded_text = text.encode("utf-8", "surrogatepass")
+    if nonce and (
+        (nonce not in text and effects.get("csp_nonce"))
+        or carry.nonce_transformed(encoded_text, nonce)
+    ):
+        return "the CSP nonce is in the fragment in a form other than as printed"
     if nonce:
         start = text.find(nonce)
         while start != -1:
@@ -165,7 +174,64 @@ def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
         removed += end - start
         pos = end
     out.append(text[pos:])
-    return Fragment("".join(out), slots, sorted(guard.absent))
+    return Fragment("".join(out), slots, sorted(guard.absent), effects)
+
+
+def _captured(values: Mapping[Any, Any], request: HttpRequest) -> dict[Any, tuple[str, Any]]:
+    """Context values captured from the request before the fragment's guard was installed: the
+    auth context processor's ``user`` and ``perms`` and the messages one's ``messages``, when
+    already evaluated (an unevaluated lazy user reads the guarded session when it loads, and is
+    seen). Reading them would not go through the guard. ``{name: (kind, value)}``."""
+    found: dict[Any, tuple[str, Any]] = {}
+    real = raw(request, "user") if "user" in vars(request) else None
+    users = set()
+    if real is not None and type(real) is not _GuardedUser:
+        if issubclass(type(real), SimpleLazyObject):
+            wrapped = real.__dict__.get("_wrapped", empty)
+            if wrapped is not empty:
+                users |= {id(real), id(wrapped)}
+        else:
+            users.add(id(real))
+    cached = request.__dict__.get("_acached_user")  # what request.auser() resolved
+    if cached is not None:
+        users.add(id(cached))
+    storage = request.__dict__.get("_messages")
+    for key, value in values.items():
+        if id(value) in users:
+            found[key] = ("user", value)
+        elif type(value).__name__ == "PermWrapper" and id(getattr(value, "user", None)) in users:
+            found[key] = ("perms", value)
+        elif storage is not None and value is storage and hasattr(storage, "_loaded_data"):
+            found[key] = ("messages", value)
+    return found
+
+
+def guarded_values(values: Mapping[Any, Any], request: HttpRequest) -> dict[Any, Any]:
+    """Replacements for the :func:`_captured` context values, to push while a fragment renders
+    under its guard (Django templates): the guarded user, a ``PermWrapper`` of it, the guarded
+    messages."""
+    out: dict[Any, Any] = {}
+    for key, (kind, value) in _captured(values, request).items():
+        user = request.__dict__.get("user")
+        if kind == "user" and type(user) is _GuardedUser:
+            out[key] = user
+        elif kind == "perms" and type(user) is _GuardedUser:
+            out[key] = type(value)(user)
+        elif kind == "messages":
+            out[key] = _GuardedMessages(request, value)
+    return out
+
+
+def read_captured(values: Mapping[Any, Any], request: HttpRequest) -> None:
+    """Count the :func:`_captured` context values as read (Jinja2, whose context cannot be
+    changed): a logged-in user or present messages then refuse storing the fragment."""
+    for kind, value in _captured(values, request).values():
+        if kind == "messages":
+            _GuardedMessages(request, value)._fc_read()
+        elif kind == "user":
+            _check_user(request, _evaluate(value))
+        else:
+            _check_user(request, value.user)
 
 
 def _filled(fragment: Fragment, request: HttpRequest | None) -> str:
@@ -205,12 +271,17 @@ def render_fragment(
             rendered["text"] = render()
             return Fragment(rendered["text"])
         guard = Guard(request)
+        if str(raw(request, "method")) not in ("GET", "HEAD"):
+            # request.POST, FILES and the body are not guarded: what a form's render shows
+            # from them must not reach a GET.
+            mark_uncacheable(f"a fragment rendered for a {raw(request, 'method')} request")
         before = carry.snapshot(request)
+        if carry.has_csp_nonce(request):
+            # `{% if csp_nonce %}` (Django 6.0) tells whether something before generated it.
+            guard.absent.add(("nonce", "generated" if before["csp_nonce"] else "ungenerated"))
         with guarded(request, guard):
             text = render()
-        result = _cut(text, guard, request)
-        if not isinstance(result, str):
-            result.effects = carry.effects_since(request, before)
+        result = _cut(text, guard, request, carry.effects_since(request, before))
         # What this request sees: the markers replaced by the enclosing page's own markers,
         # or by their values outside a cached page.
         for marker, slot in guard.markers.items():

@@ -193,7 +193,10 @@ def page_from_response(
         return f"sets cookie {name!r}"
     headers = _stored_headers(response)
     body = response.content
+    # Headers and carried attributes are served as they are: no per-request value may be in
+    # them (a middleware above may turn an attribute into a header).
     header_bytes = "\n".join(f"{k}: {v}" for k, v in headers).encode("utf-8", "surrogatepass")
+    header_bytes += b"\n" + json.dumps(attributes).encode("utf-8", "surrogatepass")
 
     # Cut per-request bits into slots: CSRF tokens, then the markers of custom placeholders.
     cuts: list[tuple[int, int, str]] = []
@@ -208,8 +211,13 @@ def page_from_response(
     nonce = carry.csp_nonce(request)
     if nonce:
         if nonce.encode() in header_bytes:
-            return "the CSP nonce in a response header set below the cache"
-        cuts += [(s, s + len(nonce), placeholders.CSP_NONCE) for s in _find(body, nonce.encode())]
+            return "the CSP nonce in a response header or attribute set below the cache"
+        found = _find(body, nonce.encode())
+        if (not found and guard.effects.get("csp_nonce")) or carry.nonce_transformed(body, nonce):
+            # Printed in another form (escaped, encoded…) than as is: the stored body would
+            # keep this request's nonce under the next request's header.
+            return "the CSP nonce is in the body in a form other than as printed"
+        cuts += [(s, s + len(nonce), placeholders.CSP_NONCE) for s in found]
     for marker, name in guard.markers.items():
         encoded = marker.encode()
         if encoded in header_bytes:
@@ -298,9 +306,7 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
     return response
 
 
-def not_modified(
-    request: HttpRequest, response: HttpResponseBase, attributes: dict[str, Any]
-) -> HttpResponseBase:
+def not_modified(request: HttpRequest, response: HttpResponseBase, page: Page) -> HttpResponseBase:
     """Return the ``304`` standing for ``response`` if the client's ``If-None-Match`` matches its
     ETag, else ``response``.
 
@@ -311,13 +317,18 @@ def not_modified(
     """
     if not isinstance(response, HttpResponse):
         return response
+    names = {name for _, name in page.slots}
+    if names and placeholders.validator(request, names) is None:
+        # Its slots hold what no validator vouches for (a CSP nonce): even under the view's
+        # own ETag, a 304 would keep an earlier response's per-request text.
+        return response
     etag = response.get("ETag") if response.has_header("ETag") else None
     if not etag or not request.META.get("HTTP_IF_NONE_MATCH"):
         return response
     result = get_conditional_response(request, etag=etag, response=response)
     if not isinstance(result, HttpResponseNotModified):
         return response  # If-Match and friends are the view's business, as without a cache
-    carry.restore_attributes(result, attributes)
+    carry.restore_attributes(result, page.attributes)
     return result
 
 

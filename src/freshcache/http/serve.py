@@ -231,7 +231,7 @@ def _annotate(
             if etag is not None:
                 response["ETag"] = etag
         # The client's copy is current: the same 304 on a hit and on a miss.
-        response = not_modified(request, response, page.attributes)
+        response = not_modified(request, response, page)
     if _header_enabled():
         response["X-Freshcache"] = state + (f"; reason={reason_text(reason)}" if reason else "")
     return response

@@ -99,7 +99,7 @@ class Guard:
             return name in self.query_keyed
         if source == "meta":
             return name in self.meta_keyed
-        if source == "user":
+        if source in ("user", "anonuser"):  # the key says who, "anonymous" included
             return self.user_keyed
         return False
 
