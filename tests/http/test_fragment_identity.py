@@ -84,7 +84,27 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return HttpResponse(GREETING.render({}, request))
 
 
+JINJA_SIDEBAR = (
+    "{% if user.is_authenticated %}[in]{% endif %}"
+    '{% cachefresh "jinja-side" %}side of {{ user.username or "nobody" }}{% endcachefresh %}'
+)
+JINJA = {
+    "BACKEND": "django.template.backends.jinja2.Jinja2",
+    "NAME": "jinja2-identity",
+    "OPTIONS": {
+        "extensions": ["freshcache.jinja2.FreshcacheExtension"],
+        "context_processors": ["django.contrib.auth.context_processors.auth"],
+    },
+}
+
+
+def jinja_sidebar(request: HttpRequest) -> HttpResponse:
+    template = engines["jinja2-identity"].from_string(JINJA_SIDEBAR)
+    return HttpResponse(template.render({}, request))
+
+
 urlpatterns = [
+    path("jinja-sidebar/", jinja_sidebar),
     path("dashboard/", dashboard),
     path("sidebar/", sidebar),
     path("search/", search),
@@ -102,6 +122,19 @@ def test_fragment_does_not_show_alice_to_bob(page_store: None) -> None:
     bob = Client()  # anonymous
     body = bob.get("/sidebar/").content
     assert b"alice" not in body, body  # LEAK: the fragment stored alice's name
+
+
+def test_jinja2_fragment_does_not_show_alice_to_bob(page_store: None, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.TEMPLATES = [*settings.TEMPLATES, JINJA]
+    User.objects.create_user("alice", password="pw")
+    alice = Client()
+    alice.login(username="alice", password="pw")
+    assert b"[in]side of alice" in alice.get("/jinja-sidebar/").content
+    body = Client().get("/jinja-sidebar/").content
+    assert body == b"side of nobody"
+    # The anonymous render is stored and served to the anonymous, never to alice.
+    assert Client().get("/jinja-sidebar/").content == b"side of nobody"
+    assert b"side of alice" in alice.get("/jinja-sidebar/").content
 
 
 def test_fragment_rendered_during_a_post_is_not_served_to_get(page_store: None) -> None:
