@@ -141,11 +141,24 @@ def new_response(attributes: dict[str, Any], body: bytes, status: int) -> HttpRe
     return response
 
 
-def restore_attributes(response: HttpResponseBase, attributes: dict[str, Any]) -> None:
-    """Set the carried attributes on ``response`` (a hit, or the 304 standing for it)."""
+def restore_attributes(
+    response: HttpResponseBase, attributes: dict[str, Any], *, marks_only: bool = False
+) -> None:
+    """Set the carried attributes on ``response`` (a hit; with ``marks_only``, the 304 standing
+    for it, which keeps its own reason phrase and charset)."""
     for name, value in attributes.items():
-        if name != "__class__":
-            setattr(response, name, _decode(value))
+        if name == "__class__" or (marks_only and name in _UNSET_BY_DEFAULT):
+            continue
+        setattr(response, name, _decode(value))
+
+
+def set_csrf_cookie(request: HttpRequest, response: HttpResponseBase) -> None:
+    """Set the CSRF cookie on a hit as the render's own CSRF machinery did (a view decorated
+    with ``@ensure_csrf_cookie`` or ``@requires_csrf_token`` on a site without
+    ``CsrfViewMiddleware``): Django's ``CsrfViewMiddleware.process_response``, run here."""
+    from django.middleware.csrf import CsrfViewMiddleware
+
+    CsrfViewMiddleware(lambda request: response).process_response(request, response)
 
 
 # -- request effects -----------------------------------------------------------------------------

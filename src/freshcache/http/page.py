@@ -188,7 +188,9 @@ def page_from_response(
             and morsel.value == secret
             and not settings.CSRF_USE_SESSIONS
         ):
-            csrf_cookie = True  # set again on every hit by CsrfViewMiddleware, never stored
+            # Set inside the render (@ensure_csrf_cookie, @requires_csrf_token): never stored,
+            # set again on every hit (effects "csrf_cookie").
+            csrf_cookie = True
             continue
         return f"sets cookie {name!r}"
     headers = _stored_headers(response)
@@ -243,7 +245,7 @@ def page_from_response(
         csrf_cookie=csrf_cookie or any(n == placeholders.CSRF for _, n in slots),
         digest=_digest(stored, slots),
         attributes=attributes,
-        effects=dict(guard.effects),
+        effects=dict(guard.effects, csrf_cookie=True) if csrf_cookie else dict(guard.effects),
     )
 
 
@@ -267,6 +269,11 @@ def etag_for(request: HttpRequest, page: Page) -> str | None:
     own = [value for name, value in page.headers if name.lower() == "etag"]
     if own:
         return own[0]  # the view's own, as an uncached render would send it
+    if ("meta", "HTTP_IF_NONE_MATCH") in page.absent:
+        # The view answers conditional requests itself (@condition, @last_modified): requests
+        # with a validator are rendered, so one of ours would never be answered with a 304,
+        # while the one ConditionalGetMiddleware computes without us would.
+        return None
     names = {name for _, name in page.slots}
     if not names:
         return f'"{page.digest}"'
@@ -300,6 +307,8 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
     for name, value in page.headers:
         # The view set a length: the filled slots may have changed it.
         response[name] = str(len(body)) if name.lower() == "content-length" else value
+    if page.effects.get("csrf_cookie"):
+        carry.set_csrf_cookie(request, response)
     etag = etag_for(request, page)
     if etag is not None and not response.has_header("ETag"):
         response["ETag"] = etag
@@ -328,7 +337,7 @@ def not_modified(request: HttpRequest, response: HttpResponseBase, page: Page) -
     result = get_conditional_response(request, etag=etag, response=response)
     if not isinstance(result, HttpResponseNotModified):
         return response  # If-Match and friends are the view's business, as without a cache
-    carry.restore_attributes(result, page.attributes)
+    carry.restore_attributes(result, page.attributes, marks_only=True)
     return result
 
 
