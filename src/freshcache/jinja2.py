@@ -21,7 +21,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Context
 from markupsafe import Markup
 
-from .http.fragments import render_fragment
+from .http.fragments import read_captured, render_fragment
 from .http.placeholders import placeholder
 
 __all__ = ["FreshcacheExtension"]
@@ -52,13 +52,16 @@ class FreshcacheExtension(Extension):
     def _cache(
         self, context: Context, origin: str, name: Any, values: list[Any], caller: Any
     ) -> Markup:
+        request = context.get("request")
+        everything = context.get_all()
+
+        def render() -> str:
+            if request is not None:  # inside the fragment's guard
+                read_captured(everything, request)
+            return str(caller())
+
         text = render_fragment(
-            str(name),
-            values,
-            origin,
-            context.get("request"),
-            lambda: str(caller()),
-            context_values=context.get_all().values(),
+            str(name), values, origin, request, render, context_values=everything.values()
         )
         return Markup(text)
 

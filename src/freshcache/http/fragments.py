@@ -19,20 +19,21 @@ placeholders inside a fragment are cut into slots exactly as in pages.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
 from django.http import HttpRequest
-from django.utils.functional import LazyObject
+from django.utils.functional import LazyObject, SimpleLazyObject, empty
 
 from ..conf import get_settings
 from ..core import fetch
 from ..scope import add_tags, current_scope, mark_uncacheable
 from ..tags import instance_tag, table_tag
-from . import placeholders
-from .guard import Guard, conditions_violated, guarded, record_absent
+from . import carry, placeholders
+from .guard import Guard, conditions_violated, guarded, raw, record_absent
+from .guard.identity import _check_user, _evaluate, _GuardedMessages, _GuardedUser
 from .keys import _digest, frame
 
 __all__ = ["Fragment", "FragmentCodec", "render_fragment"]
@@ -45,6 +46,8 @@ class Fragment:
     text: str
     slots: list[tuple[int, str]] = field(default_factory=list)
     absent: list[tuple[str, str]] = field(default_factory=list)
+    #: What the render did to the request (``carry.effects_since``), done again on each hit.
+    effects: dict[str, Any] = field(default_factory=dict)
 
 
 class FragmentCodec:
@@ -52,18 +55,28 @@ class FragmentCodec:
 
     def dumps(self, value: Fragment) -> bytes:
         return json.dumps(
-            {"v": 1, "text": value.text, "slots": value.slots, "absent": value.absent},
+            {
+                "v": 2,
+                "text": value.text,
+                "slots": value.slots,
+                "absent": value.absent,
+                "effects": value.effects,
+            },
             separators=(",", ":"),
         ).encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes) -> Fragment:
         raw = json.loads(data)
-        if not isinstance(raw, dict) or raw.get("v") != 1 or not isinstance(raw["text"], str):
+        if not isinstance(raw, dict) or raw.get("v") != 2 or not isinstance(raw["text"], str):
             raise ValueError("not a freshcache fragment")
         slots = [(int(o), str(n)) for o, n in raw["slots"]]
         if any(not 0 <= o <= len(raw["text"]) for o, _ in slots):
             raise ValueError("slot outside the text")
-        return Fragment(raw["text"], slots, [(str(s), str(n)) for s, n in raw["absent"]])
+        effects = raw["effects"]
+        if not isinstance(effects, dict):
+            raise ValueError("bad effects")
+        absent = [(str(s), str(n)) for s, n in raw["absent"]]
+        return Fragment(raw["text"], slots, absent, effects)
 
 
 CODEC = FragmentCodec()
@@ -121,7 +134,9 @@ def fragment_key(name: str, values: Iterable[Any], origin: str) -> str:
     return "freshcache.fragment:" + _digest(frame(["v1", origin, name, *map(_encode, values)]))
 
 
-def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
+def _cut(
+    text: str, guard: Guard, request: HttpRequest, effects: dict[str, Any]
+) -> Fragment | str:
     cuts: list[tuple[int, int, str]] = []
     secret = placeholders.csrf_secret(request)
     if secret is not None:
@@ -134,6 +149,18 @@ def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
             cuts.append((len(prefix), len(prefix) + end - start, placeholders.CSRF))
     if guard.csrf_used and not cuts:
         return "get_token() was called but its token is not in the fragment"
+    nonce = carry.csp_nonce(request)
+    encoded_text = text.encode("utf-8", "surrogatepass")
+    if nonce and (
+        (nonce not in text and effects.get("csp_nonce"))
+        or carry.nonce_transformed(encoded_text, nonce)
+    ):
+        return "the CSP nonce is in the fragment in a form other than as printed"
+    if nonce:
+        start = text.find(nonce)
+        while start != -1:
+            cuts.append((start, start + len(nonce), placeholders.CSP_NONCE))
+            start = text.find(nonce, start + len(nonce))
     for marker, name in guard.markers.items():
         start = text.find(marker)
         while start != -1:
@@ -147,7 +174,64 @@ def _cut(text: str, guard: Guard, request: HttpRequest) -> Fragment | str:
         removed += end - start
         pos = end
     out.append(text[pos:])
-    return Fragment("".join(out), slots, sorted(guard.absent))
+    return Fragment("".join(out), slots, sorted(guard.absent), effects)
+
+
+def _captured(values: Mapping[Any, Any], request: HttpRequest) -> dict[Any, tuple[str, Any]]:
+    """Context values captured from the request before the fragment's guard was installed: the
+    auth context processor's ``user`` and ``perms`` and the messages one's ``messages``, when
+    already evaluated (an unevaluated lazy user reads the guarded session when it loads, and is
+    seen). Reading them would not go through the guard. ``{name: (kind, value)}``."""
+    found: dict[Any, tuple[str, Any]] = {}
+    real = raw(request, "user") if "user" in vars(request) else None
+    users = set()
+    if real is not None and type(real) is not _GuardedUser:
+        if issubclass(type(real), SimpleLazyObject):
+            wrapped = real.__dict__.get("_wrapped", empty)
+            if wrapped is not empty:
+                users |= {id(real), id(wrapped)}
+        else:
+            users.add(id(real))
+    cached = request.__dict__.get("_acached_user")  # what request.auser() resolved
+    if cached is not None:
+        users.add(id(cached))
+    storage = request.__dict__.get("_messages")
+    for key, value in values.items():
+        if id(value) in users:
+            found[key] = ("user", value)
+        elif type(value).__name__ == "PermWrapper" and id(getattr(value, "user", None)) in users:
+            found[key] = ("perms", value)
+        elif storage is not None and value is storage and hasattr(storage, "_loaded_data"):
+            found[key] = ("messages", value)
+    return found
+
+
+def guarded_values(values: Mapping[Any, Any], request: HttpRequest) -> dict[Any, Any]:
+    """Replacements for the :func:`_captured` context values, to push while a fragment renders
+    under its guard (Django templates): the guarded user, a ``PermWrapper`` of it, the guarded
+    messages."""
+    out: dict[Any, Any] = {}
+    for key, (kind, value) in _captured(values, request).items():
+        user = request.__dict__.get("user")
+        if kind == "user" and type(user) is _GuardedUser:
+            out[key] = user
+        elif kind == "perms" and type(user) is _GuardedUser:
+            out[key] = type(value)(user)
+        elif kind == "messages":
+            out[key] = _GuardedMessages(request, value)
+    return out
+
+
+def read_captured(values: Mapping[Any, Any], request: HttpRequest) -> None:
+    """Count the :func:`_captured` context values as read (Jinja2, whose context cannot be
+    changed): a logged-in user or present messages then refuse storing the fragment."""
+    for kind, value in _captured(values, request).values():
+        if kind == "messages":
+            _GuardedMessages(request, value)._fc_read()
+        elif kind == "user":
+            _check_user(request, _evaluate(value))
+        else:
+            _check_user(request, value.user)
 
 
 def _filled(fragment: Fragment, request: HttpRequest | None) -> str:
@@ -187,9 +271,17 @@ def render_fragment(
             rendered["text"] = render()
             return Fragment(rendered["text"])
         guard = Guard(request)
+        if str(raw(request, "method")) not in ("GET", "HEAD"):
+            # request.POST, FILES and the body are not guarded: what a form's render shows
+            # from them must not reach a GET.
+            mark_uncacheable(f"a fragment rendered for a {raw(request, 'method')} request")
+        before = carry.snapshot(request)
+        if carry.has_csp_nonce(request):
+            # `{% if csp_nonce %}` (Django 6.0) tells whether something before generated it.
+            guard.absent.add(("nonce", "generated" if before["csp_nonce"] else "ungenerated"))
         with guarded(request, guard):
             text = render()
-        result = _cut(text, guard, request)
+        result = _cut(text, guard, request, carry.effects_since(request, before))
         # What this request sees: the markers replaced by the enclosing page's own markers,
         # or by their values outside a cached page.
         for marker, slot in guard.markers.items():
@@ -210,4 +302,5 @@ def render_fragment(
         if conditions_violated(request, fragment.absent):
             return render()
         record_absent(request, fragment.absent)
+        carry.apply_effects(request, fragment.effects)
     return _filled(fragment, request)

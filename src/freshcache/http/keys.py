@@ -2,7 +2,8 @@
 
 A page key covers, in this order: the method class (GET and HEAD share one), the scheme, the
 validated host (``request.get_host()``, so ``ALLOWED_HOSTS`` and ``USE_X_FORWARDED_HOST`` apply),
-the server port, the path and path info, the normalised query string (or only its allowlisted
+the server port, the path and path info, the raw headers all of these are derived from (see
+:func:`derived_meta`), the normalised query string (or only its allowlisted
 parameters), the active language and time zone, the user when the view varies per user, and the
 value of every header the page varies on (an absent header and an empty one differ).
 
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings as django_settings
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone, translation
 
@@ -30,6 +32,7 @@ from ..tags import normalize_tag
 
 __all__ = [
     "QueryKey",
+    "derived_meta",
     "frame",
     "header_meta_name",
     "normalized_query",
@@ -121,8 +124,9 @@ def page_key(
     ``headers`` are ``(header name, value or None)`` pairs, already sorted by the caller.
     """
     assert query.pairs is not None
+    meta = request.META
     parts: list[str | None] = [
-        "v1",
+        "v2",
         namespace,
         "GET",  # GET and HEAD share entries; other methods never reach here
         request.scheme,
@@ -133,6 +137,9 @@ def page_key(
         translation.get_language(),
         timezone.get_current_timezone_name(),
         user,
+        # What the scheme, host, port and path were derived from, as sent: a view may read the
+        # raw header (META["HTTP_HOST"]) instead of get_host(), and must then see the key's.
+        *(_text(meta.get(name)) for name in derived_meta()),
         str(len(query.pairs)),
     ]
     for name, values in query.pairs:
@@ -144,6 +151,30 @@ def page_key(
         parts.append(header.lower())
         parts.append(value)
     return f"freshcache.{namespace}:{_digest(frame(parts))}"
+
+
+def derived_meta() -> tuple[str, ...]:
+    """The ``META`` names Django derives the scheme, host, port and path from, in this project.
+
+    ``request.get_host()``, ``get_port()``, ``scheme`` and ``path`` read them; each is part of every
+    page key as sent (not only the derived value), so reading one raw is reading the key. The
+    forwarded headers count only when the settings make Django trust them
+    (``USE_X_FORWARDED_HOST``, ``USE_X_FORWARDED_PORT``, ``SECURE_PROXY_SSL_HEADER``); otherwise
+    reading one is reading an unkeyed header.
+    """
+    names = ["HTTP_HOST", "SERVER_NAME", "SERVER_PORT", "SCRIPT_NAME", "PATH_INFO"]
+    names.append("wsgi.url_scheme")
+    if django_settings.USE_X_FORWARDED_HOST:
+        names.append("HTTP_X_FORWARDED_HOST")
+    if django_settings.USE_X_FORWARDED_PORT:
+        names.append("HTTP_X_FORWARDED_PORT")
+    if django_settings.SECURE_PROXY_SSL_HEADER:
+        names.append(str(django_settings.SECURE_PROXY_SSL_HEADER[0]))
+    return tuple(names)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def url_tag(url: str) -> str:

@@ -20,13 +20,13 @@ from django.utils.cache import (  # type: ignore[attr-defined]
     get_conditional_response,
 )
 
-from . import placeholders
+from . import carry, placeholders
 from .guard import Guard, record_absent
 
 __all__ = ["Page", "PageCodec", "VaryMarker", "page_from_response", "response_from_page"]
 
-# Headers never stored: recomputed (ETag, length), or ours (X-Freshcache).
-_UNSTORED = frozenset({"etag", "content-length", "x-freshcache", "set-cookie"})
+# Headers never stored: ours (X-Freshcache), or refused before storing (Set-Cookie).
+_UNSTORED = frozenset({"x-freshcache", "set-cookie"})
 
 
 def _stored_headers(response: HttpResponseBase) -> list[tuple[str, str]]:
@@ -56,6 +56,10 @@ class Page:
     digest: str = ""
     #: Tags the page depends on (filled from the fetch outcome; not stored).
     tags: frozenset[str] = frozenset()
+    #: Response attributes and class, encoded (``carry.response_attributes``).
+    attributes: dict[str, Any] = field(default_factory=dict)
+    #: What the render did to the request, replayed on hits (``carry.effects_since``).
+    effects: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,20 @@ class PageCodec:
 
     def dumps(self, value: Any) -> bytes:
         if isinstance(value, VaryMarker):
-            header: dict[str, Any] = {"v": 1, "vary": list(value.headers)}
+            header: dict[str, Any] = {"v": 2, "vary": list(value.headers)}
             body = b""
         else:
             assert isinstance(value, Page)
             header = {
-                "v": 1,
+                "v": 2,
                 "status": value.status,
                 "headers": value.headers,
                 "slots": value.slots,
                 "absent": value.absent,
                 "csrf_cookie": value.csrf_cookie,
                 "digest": value.digest,
+                "attributes": value.attributes,
+                "effects": value.effects,
             }
             body = value.body
         encoded = json.dumps(header, separators=(",", ":")).encode()
@@ -96,7 +102,7 @@ class PageCodec:
     def loads(self, data: bytes) -> Page | VaryMarker:
         size = int.from_bytes(data[:4], "big")
         header = json.loads(data[4 : 4 + size])
-        if not isinstance(header, dict) or header.get("v") != 1:
+        if not isinstance(header, dict) or header.get("v") != 2:
             raise ValueError("not a freshcache page")
         if "vary" in header:
             return VaryMarker(tuple(_strs(header["vary"])))
@@ -112,7 +118,15 @@ class PageCodec:
             absent=[(str(s), str(n)) for s, n in header["absent"]],
             csrf_cookie=bool(header["csrf_cookie"]),
             digest=str(header["digest"]),
+            attributes=_dict(header["attributes"]),
+            effects=_dict(header["effects"]),
         )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("bad mapping")
+    return value
 
 
 def _strs(items: Any) -> list[str]:
@@ -160,6 +174,11 @@ def page_from_response(
         return refusal
     if "*" in vary_headers(response):
         return "Vary: *"
+    if response.has_header("Set-Cookie"):
+        return "sets a cookie (a raw Set-Cookie header)"
+    attributes = carry.response_attributes(response)
+    if isinstance(attributes, str):
+        return attributes
     secret = placeholders.csrf_secret(request)
     csrf_cookie = False
     for name, morsel in response.cookies.items():
@@ -174,7 +193,10 @@ def page_from_response(
         return f"sets cookie {name!r}"
     headers = _stored_headers(response)
     body = response.content
+    # Headers and carried attributes are served as they are: no per-request value may be in
+    # them (a middleware above may turn an attribute into a header).
     header_bytes = "\n".join(f"{k}: {v}" for k, v in headers).encode("utf-8", "surrogatepass")
+    header_bytes += b"\n" + json.dumps(attributes).encode("utf-8", "surrogatepass")
 
     # Cut per-request bits into slots: CSRF tokens, then the markers of custom placeholders.
     cuts: list[tuple[int, int, str]] = []
@@ -186,14 +208,21 @@ def page_from_response(
             return "the CSRF secret itself in the body"
     if guard.csrf_used and not cuts and not csrf_cookie:
         return "get_token() was called but its token is not in the body"
+    nonce = carry.csp_nonce(request)
+    if nonce:
+        if nonce.encode() in header_bytes:
+            return "the CSP nonce in a response header or attribute set below the cache"
+        found = _find(body, nonce.encode())
+        if (not found and guard.effects.get("csp_nonce")) or carry.nonce_transformed(body, nonce):
+            # Printed in another form (escaped, encoded…) than as is: the stored body would
+            # keep this request's nonce under the next request's header.
+            return "the CSP nonce is in the body in a form other than as printed"
+        cuts += [(s, s + len(nonce), placeholders.CSP_NONCE) for s in found]
     for marker, name in guard.markers.items():
         encoded = marker.encode()
         if encoded in header_bytes:
             return f"placeholder {name!r} in a response header"
-        start = body.find(encoded)
-        while start != -1:
-            cuts.append((start, start + len(encoded), name))
-            start = body.find(encoded, start + len(encoded))
+        cuts += [(s, s + len(encoded), name) for s in _find(body, encoded)]
     cuts.sort()
     parts, slots, pos, removed = [], [], 0, 0
     for start, end, name in cuts:
@@ -213,7 +242,18 @@ def page_from_response(
         absent=sorted(guard.absent),
         csrf_cookie=csrf_cookie or any(n == placeholders.CSRF for _, n in slots),
         digest=_digest(stored, slots),
+        attributes=attributes,
+        effects=dict(guard.effects),
     )
+
+
+def _find(body: bytes, text: bytes) -> list[int]:
+    """The offsets of every (non-overlapping) occurrence of ``text`` in ``body``."""
+    found, start = [], body.find(text)
+    while start != -1:
+        found.append(start)
+        start = body.find(text, start + len(text))
+    return found
 
 
 def etag_for(request: HttpRequest, page: Page) -> str | None:
@@ -224,6 +264,9 @@ def etag_for(request: HttpRequest, page: Page) -> str | None:
     its CSRF secret, not the secret): the bytes differ per response (tokens are masked anew)
     but are equivalent for that client.
     """
+    own = [value for name, value in page.headers if name.lower() == "etag"]
+    if own:
+        return own[0]  # the view's own, as an uncached render would send it
     names = {name for _, name in page.slots}
     if not names:
         return f'"{page.digest}"'
@@ -234,19 +277,15 @@ def etag_for(request: HttpRequest, page: Page) -> str | None:
     return f'W/"{page.digest}-{tail}"'
 
 
-def response_from_page(request: HttpRequest, page: Page) -> HttpResponseBase:
-    """Build the response for a hit (a 304 if the client's copy is current)."""
-    etag = etag_for(request, page)
+def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
+    """Build the response for a hit: the stored page with its slots filled for ``request``, its
+    response attributes, and its effects on the request done again (see ``carry``)."""
     cache: dict[str, str] = {}
+    carry.apply_effects(request, page.effects)
     if page.csrf_cookie:
         # Exactly what an uncached render of {% csrf_token %} does: CsrfViewMiddleware then
         # sets (or renews) the CSRF cookie on the way out.
         placeholders.fill(request, placeholders.CSRF, cache)
-    if etag is not None and request.META.get("HTTP_IF_NONE_MATCH"):
-        not_modified = get_conditional_response(request, etag=etag)
-        if isinstance(not_modified, HttpResponseNotModified):
-            not_modified["ETag"] = etag
-            return not_modified
     if page.slots:
         out, pos = [], 0
         for offset, name in page.slots:
@@ -257,12 +296,40 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponseBase:
         body = b"".join(out)
     else:
         body = page.body
-    response = HttpResponse(body, status=page.status)
+    response = carry.new_response(page.attributes, body, page.status)
     for name, value in page.headers:
-        response[name] = value
-    if etag is not None:
+        # The view set a length: the filled slots may have changed it.
+        response[name] = str(len(body)) if name.lower() == "content-length" else value
+    etag = etag_for(request, page)
+    if etag is not None and not response.has_header("ETag"):
         response["ETag"] = etag
     return response
+
+
+def not_modified(request: HttpRequest, response: HttpResponseBase, page: Page) -> HttpResponseBase:
+    """Return the ``304`` standing for ``response`` if the client's ``If-None-Match`` matches its
+    ETag, else ``response``.
+
+    Built by Django's ``get_conditional_response``, so the 304 repeats what RFC 9110 §15.4.5
+    says it must (``Cache-Control``, ``Content-Location``, ``Date``, ``ETag``, ``Expires``,
+    ``Last-Modified``, ``Vary``) and keeps the response's cookies; the carried response
+    attributes are set on it too, so the middleware above treats it as it treats the page.
+    """
+    if not isinstance(response, HttpResponse):
+        return response
+    names = {name for _, name in page.slots}
+    if names and placeholders.validator(request, names) is None:
+        # Its slots hold what no validator vouches for (a CSP nonce): even under the view's
+        # own ETag, a 304 would keep an earlier response's per-request text.
+        return response
+    etag = response.get("ETag") if response.has_header("ETag") else None
+    if not etag or not request.META.get("HTTP_IF_NONE_MATCH"):
+        return response
+    result = get_conditional_response(request, etag=etag, response=response)
+    if not isinstance(result, HttpResponseNotModified):
+        return response  # If-Match and friends are the view's business, as without a cache
+    carry.restore_attributes(result, page.attributes)
+    return result
 
 
 def fill_markers(request: HttpRequest, body: bytes, guard: Guard) -> bytes:

@@ -6,11 +6,17 @@ stored body and the name of a registered placeholder, whose ``fill(request)`` re
 for the request being served. Slots are kept beside the body, never written into it, so no
 content (a comment that quotes a marker, say) can forge one.
 
-Built in: ``"csrf_token"``. Django's ``{% csrf_token %}`` (and anything calling ``get_token()``)
-writes a masked token into the page; freshcache finds every masked form of the request's CSRF
-secret in the rendered body, cuts it out, and on each hit fills in ``get_token(request)`` for the
-*current* request, which also makes ``CsrfViewMiddleware`` send the CSRF cookie exactly as it
-would have for an uncached render. One visitor's token is never stored nor shown to another.
+Built in: ``"csrf_token"`` and ``"csp_nonce"`` (below). Django's ``{% csrf_token %}`` (and
+anything calling ``get_token()``) writes a masked token into the page; freshcache finds every
+masked form of the request's CSRF secret in the rendered body, cuts it out, and on each hit fills
+in ``get_token(request)`` for the *current* request, which also makes ``CsrfViewMiddleware``
+send the CSRF cookie exactly as it would have for an uncached render. One visitor's token is never
+stored nor shown to another.
+
+The CSP nonce (Django 6.0's ``ContentSecurityPolicyMiddleware``, django-csp's ``CSPMiddleware``)
+is the same kind of thing: a render that generated the nonce has every occurrence of it in the
+body cut out, and each hit fills in (and so generates) the nonce of the request being served,
+which the CSP middleware above then sends in that response's header.
 
 Your own, e.g. a greeting::
 
@@ -41,11 +47,21 @@ from django.middleware.csrf import (  # type: ignore[attr-defined]
     get_token,
 )
 
+from . import carry
 from .guard import Guard, raw
 
-__all__ = ["CSRF", "Placeholder", "fill", "placeholder", "register_placeholder", "validator"]
+__all__ = [
+    "CSP_NONCE",
+    "CSRF",
+    "Placeholder",
+    "fill",
+    "placeholder",
+    "register_placeholder",
+    "validator",
+]
 
 CSRF = "csrf_token"
+CSP_NONCE = "csp_nonce"
 
 
 @dataclass(frozen=True)
@@ -161,3 +177,18 @@ def _csrf_validator(request: HttpRequest) -> str | None:
 
 
 register_placeholder(CSRF, get_token, validator=_csrf_validator)
+
+
+# -- CSP nonces ----------------------------------------------------------------------------------
+def _csp_nonce(request: HttpRequest) -> str:
+    """This request's CSP nonce, generated now (so the CSP middleware puts it in the header).
+
+    Without a CSP middleware there is no nonce, and an uncached render prints nothing either.
+    """
+    return carry.csp_nonce(request, generate=True) or ""
+
+
+# No validator: a 304 would keep the body of an earlier response, whose nonce is not the one
+# in the header the CSP middleware sends with the 304 (RFC 9111 §4.3.4 updates the stored
+# headers from it), so the browser would block the page's inline scripts.
+register_placeholder(CSP_NONCE, _csp_nonce)

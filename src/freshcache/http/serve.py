@@ -36,6 +36,7 @@ from ..conf import get_settings
 from ..core import Outcome, afetch, fetch
 from ..scope import add_tags, mark_uncacheable
 from ..tags import Taggable, tags_for
+from . import carry
 from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
 from .page import (
@@ -44,6 +45,7 @@ from .page import (
     VaryMarker,
     etag_for,
     fill_markers,
+    not_modified,
     page_from_response,
     response_from_page,
     vary_headers,
@@ -219,8 +221,6 @@ def _annotate(
     reason: str | None = None,
     page: Page | None = None,
 ) -> HttpResponseBase:
-    if _header_enabled():
-        response["X-Freshcache"] = state + (f"; reason={reason_text(reason)}" if reason else "")
     if page is not None:
         if not response.has_header("Cache-Control") and get_settings().browser_cache_control:
             response["Cache-Control"] = get_settings().browser_cache_control
@@ -230,6 +230,10 @@ def _annotate(
             etag = etag_for(request, page)
             if etag is not None:
                 response["ETag"] = etag
+        # The client's copy is current: the same 304 on a hit and on a miss.
+        response = not_modified(request, response, page)
+    if _header_enabled():
+        response["X-Freshcache"] = state + (f"; reason={reason_text(reason)}" if reason else "")
     return response
 
 
@@ -279,10 +283,12 @@ def serve(
         def run() -> Page | VaryMarker | None:
             add_tags(plan.extra_tags)
             guard = plan.guard(vary, first)
+            before = carry.snapshot(request)
             with guarded(request, guard):
                 response = render()
                 if _unrendered(response):
-                    response.render()
+                    response = response.render()  # a post-render callback may replace it
+            guard.effects = carry.effects_since(request, before)
             return plan.conclude(response, guard, vary, first)
 
         return run
@@ -348,11 +354,13 @@ async def aserve(
         async def run() -> Page | VaryMarker | None:
             add_tags(plan.extra_tags)
             guard = plan.guard(vary, first)
+            before = carry.snapshot(request)
             with guarded(request, guard):
                 response = await render()
                 if _unrendered(response):
                     # As Django's async handler does: templates may query the database.
-                    await sync_to_async(response.render)()
+                    response = await sync_to_async(response.render)()
+            guard.effects = carry.effects_since(request, before)
             return plan.conclude(response, guard, vary, first)
 
         return run

@@ -20,7 +20,7 @@ from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
 from django.utils.safestring import SafeString, mark_safe
 
-from ..http.fragments import render_fragment
+from ..http.fragments import guarded_values, render_fragment
 from ..http.placeholders import placeholder
 
 register = template.Library()
@@ -45,13 +45,20 @@ class CacheFreshNode(template.Node):
         where = getattr(origin, "template_name", None) or getattr(origin, "name", "")
         token = getattr(self, "token", None)
         line = getattr(token, "lineno", 0)
+        request = _request(context)
+        flat = context.flatten()
+
+        def render() -> str:
+            # Inside the fragment's guard: values the context processors took from the request
+            # before it are replaced by guarded ones, so reading them is seen.
+            overrides = guarded_values(flat, request) if request is not None else {}
+            if not overrides:
+                return self.nodelist.render(context)
+            with context.push(**overrides):
+                return self.nodelist.render(context)
+
         text = render_fragment(
-            name,
-            values,
-            f"{where}:{line}",
-            _request(context),
-            lambda: self.nodelist.render(context),
-            context_values=context.flatten().values(),
+            name, values, f"{where}:{line}", request, render, context_values=flat.values()
         )
         return mark_safe(text)  # rendered by this template with its own autoescaping
 

@@ -42,6 +42,7 @@ from .identity import _SESSION_READS as _SESSION_READS
 from .identity import _check_user as _check_user
 from .identity import _evaluate as _evaluate
 from .identity import _guard_auser as _guard_auser
+from .identity import _GuardedMessages as _GuardedMessages
 from .identity import _GuardedSession as _GuardedSession
 from .identity import _GuardedUser as _GuardedUser
 from .identity import _session_cookie_present as _session_cookie_present
@@ -52,6 +53,7 @@ from .mappings import _GuardedMeta as _GuardedMeta
 from .mappings import _GuardedQueryDict as _GuardedQueryDict
 from .mappings import _keyed_meta as _keyed_meta
 from .mappings import _query_dict as _query_dict
+from .method import _GuardedMethod as _GuardedMethod
 from .reads import (
     _MISSING,
     _RAW_ATTR,
@@ -70,7 +72,7 @@ from .reads import logger as logger
 __all__ = ["Guard", "UncacheableWarning", "guarded", "raw", "reason_text"]
 
 # Attributes replaced while a guard is installed.
-_ATTRS = ("META", "environ", "COOKIES", "GET", "headers", "session", "user", "auser")
+_ATTRS = ("META", "environ", "COOKIES", "GET", "headers", "session", "user", "auser", "method")
 
 
 def _install(request: HttpRequest) -> None:
@@ -91,16 +93,14 @@ def _install(request: HttpRequest) -> None:
     request.__dict__["headers"] = _GuardedHeaders(request, saved["headers"], meta)
     if saved["session"] is not _MISSING:
         request.__dict__["session"] = _GuardedSession(request, saved["session"])
+    # Wrapped even when the page's key covers the user: a fragment inside it does not.
     user = saved["user"]
-    if user is not _MISSING and not _stack_user_keyed(request):
+    if user is not _MISSING:
         request.__dict__["user"] = _GuardedUser(request, user)
-    if saved["auser"] is not _MISSING and not _stack_user_keyed(request):
+    if saved["auser"] is not _MISSING:
         request.__dict__["auser"] = _guard_auser(request, saved["auser"])
-
-
-def _stack_user_keyed(request: HttpRequest) -> bool:
-    stack = _stack(request)
-    return bool(stack) and all(g.user_keyed for g in stack)
+    if isinstance(saved["method"], str):
+        request.__dict__["method"] = _GuardedMethod(request, saved["method"])
 
 
 def _uninstall(request: HttpRequest) -> None:
@@ -144,7 +144,7 @@ def conditions_violated(request: HttpRequest, absent: Any) -> str | None:
     meta = raw(request, "META")
     get = raw(request, "GET")
     for source, name in absent:
-        if source == "cookie":
+        if source in ("cookie", "anonuser"):
             present = bool(cookies) if name == ANY else name in cookies
         elif source == "meta":
             present = True if name == ANY else name in meta
@@ -152,6 +152,17 @@ def conditions_violated(request: HttpRequest, absent: Any) -> str | None:
             present = bool(get) if name == ANY else name in get
         elif source == "rawquery":
             present = meta.get("QUERY_STRING", "") != name
+        elif source == "nonce":
+            from ..carry import csp_nonce
+
+            now = "generated" if csp_nonce(request) is not None else "ungenerated"
+            if now != name:
+                return "the CSP nonce was " + name + " when the entry was stored"
+            continue
+        elif source == "method":
+            if str(raw(request, "method")) != name:
+                return "the stored render read the request method, and this is not " + name
+            continue
         else:
             present = True
         if present:

@@ -210,6 +210,10 @@ class _GuardedMeta(MutableMapping[str, Any]):
             for guard in _stack(self._request):
                 guard.csrf_used = True
             return
+        if name == "REQUEST_METHOD":  # GET and HEAD share a page: see method.py
+            for guard in _stack(self._request):
+                guard.absent.add(("method", str(self._real.get(name, ""))))
+            return
         if name == "QUERY_STRING":
             stack = _stack(self._request)
             value = self._real.get(name, "")

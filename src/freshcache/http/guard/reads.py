@@ -84,6 +84,8 @@ class Guard:
         #: Random per render; custom placeholders are written as markers containing it.
         self.nonce = secrets.token_hex(8)
         self.markers: dict[str, str] = {}
+        #: What the render did to the request, replayed on hits (``http.carry``).
+        self.effects: dict[str, Any] = {}
         self.scope = current_scope()
 
     # -- what is keyed -------------------------------------------------------------------------
@@ -97,7 +99,7 @@ class Guard:
             return name in self.query_keyed
         if source == "meta":
             return name in self.meta_keyed
-        if source == "user":
+        if source in ("user", "anonuser"):  # the key says who, "anonymous" included
             return self.user_keyed
         return False
 
