@@ -27,6 +27,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.middleware.csrf import _unmask_cipher_token
+from django.template.response import TemplateResponse
 from django.test import AsyncClient, Client
 
 TOKEN = re.compile(rb"(?<![A-Za-z0-9])[A-Za-z0-9]{64}(?![A-Za-z0-9])")
@@ -109,10 +110,12 @@ def _secret(response: Any, sent: dict[str, str]) -> str | None:
     return morsel.value if morsel is not None and morsel.value else None
 
 
-def _tokens(seen: Seen, secret: str | None) -> None:
+def _tokens(seen: Seen, secret: str | None, check: bool) -> None:
     def cut(match: re.Match[bytes]) -> bytes:
         token = match.group().decode()
-        if secret is None:
+        if not check:
+            pass
+        elif secret is None:
             seen.problems.append(f"{seen.label}: CSRF token {token} but no CSRF secret to check")
         elif _unmask_cipher_token(token) != secret:
             seen.problems.append(
@@ -166,8 +169,14 @@ def _cookies(seen: Seen, response: Any, sent: dict[str, str]) -> None:
         seen.cookies[name] = entry
 
 
-def see(label: str, response: Any, sent: dict[str, str], own_etag: bool = False) -> Seen:
-    """``response`` to the request that sent cookies ``sent``, normalised (module docstring)."""
+def see(
+    label: str, response: Any, sent: dict[str, str], own_etag: bool = False, csrf: bool = True
+) -> Seen:
+    """``response`` to the request that sent cookies ``sent``, normalised (module docstring).
+
+    ``csrf``: ``CsrfViewMiddleware`` is installed. Without it the CSRF cookie is neither read
+    nor set: a token's secret is made up per request and cannot be checked, only masked.
+    """
     headers = {name.lower(): value for name, value in response.items()}
     headers.pop("date", None)
     state = headers.pop("x-freshcache", None)
@@ -187,21 +196,23 @@ def see(label: str, response: Any, sent: dict[str, str], own_etag: bool = False)
         attributes={a: getattr(response, a) for a in ATTRIBUTES if hasattr(response, a)},
     )
     seen.attributes.update({k: v for k, v in vars(response).items() if k.startswith("_csp")})
+    # A hit of a TemplateResponse is an HttpResponse (documented: only a middleware's
+    # process_template_response could tell, and it gets a rendered response on a miss too).
+    kind = type(response)
+    seen.attributes["class"] = "HttpResponse" if kind is TemplateResponse else kind.__name__
     seen.attributes["X-Freshcache"] = state  # shown in messages, never compared
-    secret = _secret(response, sent)
-    _tokens(seen, secret)
+    _tokens(seen, _secret(response, sent) if csrf else None, check=csrf)
     _nonces(seen)
     _cookies(seen, response, sent)
     if "expires" in headers:
         headers["expires"] = _relative_date(headers["expires"])
     tag = headers.get("etag")
-    if tag is not None and seen.per_request_body:
-        slotted = WEAK_SLOTTED.match(tag)
-        if slotted and settings.CSRF_COOKIE_NAME not in sent:
-            # freshcache's ETag of a page with slots covers this visitor's new secret.
-            headers["etag"] = f'W/"{slotted.group(1)}-<new visitor>"'
-        elif not slotted and not own_etag:
-            headers["etag"] = "<ETag over a per-request body>"
+    slotted = None if tag is None else WEAK_SLOTTED.match(tag)
+    if slotted and (not csrf or settings.CSRF_COOKIE_NAME not in sent):
+        # freshcache's ETag of a page with slots covers this request's new CSRF secret.
+        headers["etag"] = f'W/"{slotted.group(1)}-<new secret>"'
+    elif tag is not None and not slotted and seen.per_request_body and not own_etag:
+        headers["etag"] = "<ETag over a per-request body>"
     return seen
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import django
+from django.contrib.messages import get_messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.utils.cache import _not_modified  # type: ignore[attr-defined]
@@ -79,6 +80,8 @@ class Spec:
     stacks: frozenset[str] | None = None
     #: Reads ``If-None-Match``/``If-Modified-Since`` (a conditional request is never a hit).
     conditional: bool = False
+    #: Reads ``request.method`` (a HEAD is never served a GET page).
+    reads_method: bool = False
     #: Renders a CSP nonce; reads messages; reads the raw Host header.
     nonce: bool = False
     reads_messages: bool = False
@@ -113,6 +116,13 @@ def _host(request: HttpRequest) -> HttpResponse:
 
 def _raw_host(request: HttpRequest) -> HttpResponse:
     return page(request, f"raw host={request.META['HTTP_HOST']}")
+
+
+def _messages(request: HttpRequest) -> HttpResponse:
+    # Iterating marks the storage used (the template's {% for %} only takes its len() when it
+    # is empty): MessageMiddleware then stores what is left, deleting a messages cookie.
+    shown = "; ".join(str(m) for m in get_messages(request)) or "no messages"
+    return page(request, shown, template="messages")
 
 
 def _reason(request: HttpRequest) -> HttpResponse:
@@ -186,29 +196,36 @@ SPECS = [
         (condition(etag_func=_etag, last_modified_func=_last_modified),),
         own_etag=True,
         conditional=True,
+        reads_method=True,
     ),
-    Spec("etag", _plain, (etag(_etag),), own_etag=True, conditional=True),
-    Spec("last_modified", _plain, (last_modified(_last_modified),), conditional=True),
+    Spec("etag", _plain, (etag(_etag),), own_etag=True, conditional=True, reads_method=True),
+    Spec(
+        "last_modified",
+        _plain,
+        (last_modified(_last_modified),),
+        conditional=True,
+        reads_method=True,
+    ),
     Spec("gzip_page", _plain, (gzip_page,), learns_vary=True),
-    Spec("require_GET", _plain, (require_GET,)),
+    Spec("require_GET", _plain, (require_GET,), reads_method=True),
     Spec("csp_override", _plain, needs_django6=True, stacks=DJANGO_CSP),
     Spec("csp_exempt", _plain, async_ok=False, stacks=DJCSP),
     Spec("csp_update", _template("nonce_djcsp"), async_ok=False, stacks=DJCSP, nonce=True),
     Spec("csp_replace", _template("nonce_djcsp"), async_ok=False, stacks=DJCSP, nonce=True),
     Spec("last_modified_vary", _lm_vary, learns_vary=True),
     Spec("user", _template("user")),
-    Spec("messages", _template("messages"), reads_messages=True),
+    Spec("messages", _messages, reads_messages=True),
     Spec("csrf_token", _template("csrf")),
     Spec(
         "nonce_django", _template("nonce_django"), nonce=True, needs_django6=True, stacks=DJANGO_CSP
     ),
     Spec("nonce_django_csp", _template("nonce_djcsp"), nonce=True, stacks=DJCSP),
-    Spec("template_response", None, async_ok=False),
+    Spec("template_response", None, async_ok=False, reads_method=True),  # View.dispatch
     Spec("host", _host),
     Spec("raw_host", _raw_host, raw_host=True),
     Spec("reason", _reason),
     Spec("json", _json),
-    Spec("raw_set_cookie", _raw_set_cookie),
+    Spec("raw_set_cookie", _raw_set_cookie, stored=False),  # it sets a cookie
 ]
 
 
