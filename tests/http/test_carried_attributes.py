@@ -110,5 +110,3 @@ def test_cookie_never_stored(client: Client, how: str) -> None:
     client.get(f"/cookie/{how}/")
     second = Client().get(f"/cookie/{how}/")
     assert state(second) == "bypass"
-
-

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.urls(__name__)
 # Django 6.0's documented pattern for libraries: a nonce only if something generated it already.
 LIB_SOURCE = (
     "{% load freshcache %}"
-    "{% if request.GET.early %}<script nonce=\"{{ csp_nonce }}\">app</script>{% endif %}"
+    '{% if request.GET.early %}<script nonce="{{ csp_nonce }}">app</script>{% endif %}'
     "{% cachefresh 'lib' %}<script{% if csp_nonce %} nonce=\"{{ csp_nonce }}\"{% endif %}>lib"
     "</script>{% endcachefresh %}"
 )
@@ -47,11 +47,14 @@ def _builtin_csp(settings) -> None:  # type: ignore[no-untyped-def]
     from django.utils.csp import CSP  # type: ignore[import-not-found]
 
     settings.SECURE_CSP = {"script-src": [CSP.SELF, CSP.NONCE]}
-    settings.MIDDLEWARE = ["django.middleware.csp.ContentSecurityPolicyMiddleware",
-                           *settings.MIDDLEWARE]
+    settings.MIDDLEWARE = [
+        "django.middleware.csp.ContentSecurityPolicyMiddleware",
+        *settings.MIDDLEWARE,
+    ]
     templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
     templates[0]["OPTIONS"]["context_processors"] = [
-        *templates[0]["OPTIONS"]["context_processors"], "django.template.context_processors.csp"
+        *templates[0]["OPTIONS"]["context_processors"],
+        "django.template.context_processors.csp",
     ]
     settings.TEMPLATES = templates
 
@@ -76,8 +79,11 @@ def test_nonce_page_with_the_views_own_etag_is_not_answered_304(page_store: None
     again = Client().get("/nonce-etag/", headers={"If-None-Match": '"release-42"'})
     # The browser would reuse the first body (first nonce) under the new header's nonce; the
     # view alone answers 200 with a matching nonce.
-    assert again.status_code == 200, (again.status_code, state(again),
-                                      again.get("Content-Security-Policy"))
+    assert again.status_code == 200, (
+        again.status_code,
+        state(again),
+        again.get("Content-Security-Policy"),
+    )
 
 
 PLAIN_FRAGMENT = engines["django"].from_string(

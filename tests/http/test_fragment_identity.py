@@ -150,7 +150,9 @@ def test_shared_fragment_does_not_make_other_pages_uncacheable(page_store: None)
     first_b = client.get("/b/")  # the 'nav' fragment is now a hit inside B's render
     second_b = client.get("/b/")
     assert (state(first_b), state(second_b)) == ("miss", "hit"), (
-        first_b["X-Freshcache"], second_b["X-Freshcache"])
+        first_b["X-Freshcache"],
+        second_b["X-Freshcache"],
+    )
 
 
 def test_fragment_hit_keeps_vary_cookie(page_store: None) -> None:

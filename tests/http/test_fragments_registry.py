@@ -141,4 +141,3 @@ def test_stored_page_is_signed_json_not_pickle(page_store: None) -> None:
     with pytest.raises(Exception):  # noqa: B017 - any error is a miss for the core
         codec.loads(b"\x80\x04garbage")
     assert freshcache.store() is not None
-

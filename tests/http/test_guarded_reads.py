@@ -43,9 +43,7 @@ CASES = [
 C_LEVEL = {"json"}
 
 
-def _visitor(
-    kind: str, source: str, carries: bool, way: str = ""
-) -> tuple[Any, dict[str, str]]:
+def _visitor(kind: str, source: str, carries: bool, way: str = "") -> tuple[Any, dict[str, str]]:
     client: Any = Client() if kind == "wsgi" else AsyncClient()
     headers: dict[str, str] = {}
     if source == "cookies" and way in C_LEVEL:

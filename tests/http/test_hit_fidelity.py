@@ -214,7 +214,8 @@ def test_django_builtin_csp_nonce_is_per_request(page_store: None, settings) -> 
     templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
     processors = templates[0]["OPTIONS"]["context_processors"]
     templates[0]["OPTIONS"]["context_processors"] = [
-        *processors, "django.template.context_processors.csp"
+        *processors,
+        "django.template.context_processors.csp",
     ]
     settings.TEMPLATES = templates
     _check_nonces_per_visitor()

@@ -38,14 +38,17 @@ def conditional(request: HttpRequest) -> HttpResponse:
 
 
 @cache_page
-@condition(last_modified_func=lambda request: __import__("datetime").datetime.fromtimestamp(
-    LAST_MODIFIED, tz=__import__("datetime").timezone.utc))
+@condition(
+    last_modified_func=lambda request: __import__("datetime").datetime.fromtimestamp(
+        LAST_MODIFIED, tz=__import__("datetime").timezone.utc
+    )
+)
 def modified(request: HttpRequest) -> HttpResponse:
     return HttpResponse("dated body")
 
 
 NONCE_JS = engines["django"].from_string(
-    "<script nonce=\"{{ request.csp_nonce }}\">"
+    '<script nonce="{{ request.csp_nonce }}">'
     "var s = document.createElement('script'); s.nonce = '{{ request.csp_nonce|escapejs }}';"
     "</script>"
 )
@@ -130,7 +133,11 @@ def test_nonce_in_a_transformed_form_is_not_stored(page_store: None, settings) -
     escaped = header.replace("=", "\\u003D").replace("-", "\\u002D").encode()
     assert escaped in second.content or state(second) != "hit", (
         "the hit's script nonce (escapejs) is the previous visitor's",
-        state(first), state(second), second.content, header)
+        state(first),
+        state(second),
+        second.content,
+        header,
+    )
 
 
 def test_csrf_token_in_a_response_attribute_is_not_stored(client: Client) -> None:
@@ -149,4 +156,6 @@ def test_a_304_is_never_stored_as_the_page(client: Client) -> None:
     assert first.status_code == 304
     plain = Client().get("/etagged/")  # no validator: must get the body
     assert plain.status_code == 200 and plain.content == b"full body", (
-        plain.status_code, plain.get("X-Freshcache"))
+        plain.status_code,
+        plain.get("X-Freshcache"),
+    )
