@@ -152,6 +152,16 @@ def restore_attributes(
         setattr(response, name, _decode(value))
 
 
+def csrf_request(request: HttpRequest) -> None:
+    """Read the visitor's CSRF secret from their cookie as the render's CSRF decorator did
+    (``CsrfViewMiddleware.process_request``), unless a middleware above did already; so the
+    token filled in on a hit is of the visitor's own secret, not a new one."""
+    if "CSRF_COOKIE" not in request.META:
+        from django.middleware.csrf import CsrfViewMiddleware
+
+        CsrfViewMiddleware(lambda request: None).process_request(request)  # type: ignore[arg-type]
+
+
 def set_csrf_cookie(request: HttpRequest, response: HttpResponseBase) -> None:
     """Set the CSRF cookie on a hit as the render's own CSRF machinery did (a view decorated
     with ``@ensure_csrf_cookie`` or ``@requires_csrf_token`` on a site without

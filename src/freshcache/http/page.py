@@ -289,6 +289,8 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
     response attributes, and its effects on the request done again (see ``carry``)."""
     cache: dict[str, str] = {}
     carry.apply_effects(request, page.effects)
+    if page.effects.get("csrf_cookie"):
+        carry.csrf_request(request)
     if page.csrf_cookie:
         # Exactly what an uncached render of {% csrf_token %} does: CsrfViewMiddleware then
         # sets (or renews) the CSRF cookie on the way out.
