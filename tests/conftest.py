@@ -7,6 +7,7 @@ is an error; on a developer's machine those tests are skipped and one summary li
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,10 +78,13 @@ STORE_URLS = {
 
 
 def store_url(kind: str) -> str:
-    if kind == "redis":
+    if kind in ("redis", "redis-near"):
         parts = urlsplit(settings.REDIS_URL)
         # A prefix per run: concurrent runs on one machine must not clear each other's keys.
-        return parts._replace(query=f"prefix={REDIS_TEST_PREFIX}").geturl()
+        query = f"prefix={REDIS_TEST_PREFIX}"
+        if kind == "redis-near":
+            query += "&near_cache=8mb"
+        return parts._replace(query=query).geturl()
     return STORE_URLS[kind]
 
 
@@ -89,7 +93,7 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     kind = request.param
     if kind == "database":
         request.node.add_marker(pytest.mark.postgres)
-    if kind == "redis":
+    if kind.startswith("redis"):
         request.node.add_marker(pytest.mark.redis)
     pytest_runtest_setup(request.node)
     return kind
@@ -105,6 +109,11 @@ def fresh_store(store_kind: str, transactional_db: None) -> Iterator[Store]:
     with override_settings(FRESHCACHE={"STORE": store_url(store_kind)}):
         store = freshcache.store()
         store.clear()
+        channel = getattr(store, "channel", None)
+        deadline = time.monotonic() + 5
+        while channel is not None and not channel.ready():  # a near cache: in use from the start
+            assert time.monotonic() < deadline, "the near cache's channel never became healthy"
+            time.sleep(0.01)
         counters.reset()
         yield store
         store.clear()

@@ -17,8 +17,9 @@ import freshcache
 from freshcache import cached, depends_on, invalidate
 from freshcache.core import fetch
 from freshcache.stores import Store
+from freshcache.stores.near import NearStore
 from freshcache.testing import hook
-from tests.conftest import REDIS_TEST_PREFIX
+from tests.conftest import REDIS_TEST_PREFIX, pytest_runtest_setup
 from tests.testapp.models import Item
 
 calls: Counter[str] = Counter()
@@ -27,6 +28,18 @@ calls: Counter[str] = Counter()
 @pytest.fixture(autouse=True)
 def _reset_calls() -> None:
     calls.clear()
+
+
+@pytest.fixture(params=["memory", "database", "redis", "redis-near"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stores, and Redis with a near cache in front: the contract holds for it too."""
+    kind = request.param
+    if kind == "database":
+        request.node.add_marker(pytest.mark.postgres)
+    if kind.startswith("redis"):
+        request.node.add_marker(pytest.mark.redis)
+    pytest_runtest_setup(request.node)
+    return kind
 
 
 @cached
@@ -295,6 +308,7 @@ def test_repeatable_read_snapshot_is_not_stored(fresh_store: object) -> None:
 
 def forget_tag_versions(kind: str) -> None:
     store = freshcache.store()
+    _forget_near_copies(store)
     if kind == "memory":
         store._tags.clear()  # type: ignore[attr-defined]
     elif kind == "database":
@@ -307,8 +321,16 @@ def forget_tag_versions(kind: str) -> None:
             client.delete(*keys)
 
 
+def _forget_near_copies(store: object) -> None:
+    """Tampering with Redis is no bump: a near cache keeps its (valid) copies. Empty it, as a
+    new process would have it, so the lookup sees what is in Redis."""
+    if isinstance(store, NearStore):
+        store.near.flush()
+
+
 def corrupt_entries(kind: str) -> None:
     store = freshcache.store()
+    _forget_near_copies(store)
     if kind == "memory":
         entries = store._entries  # type: ignore[attr-defined]
         for key, (payload, versions, expires) in list(entries.items()):

@@ -125,6 +125,7 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     from ..stores.redis import RedisStore
 
     store = get_store(name)
+    store = getattr(store, "inner", store)  # behind a near cache
     if not isinstance(store, RedisStore):
         return []
     if not store.ping():

@@ -171,7 +171,7 @@ def from_url(name: str, url: str) -> Store:
         connect_timeout=settings.connect_timeout,
         breaker_seconds=settings.breaker_seconds,
         timeout=settings.timeout,
-    )
+    ).near()
 
 
 def database_alias(url: str) -> str:

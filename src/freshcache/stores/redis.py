@@ -61,7 +61,30 @@ T = TypeVar("T")
 #: How long the mark of an applied invalidation-log row is kept (milliseconds).
 MARK_TTL_MS = 600_000
 
-_OPTION_NAMES = {"prefix", "socket_timeout", "connect_timeout", "breaker_seconds"}
+_OPTION_NAMES = {
+    "prefix",
+    "socket_timeout",
+    "connect_timeout",
+    "breaker_seconds",
+    "near_cache",
+    "near_heartbeat",
+}
+_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """``"64mb"`` -> 67108864: bytes, with an optional k/kb/m/mb/g/gb suffix (powers of 1024).
+
+    Raise ``ValueError`` for anything else, or a size over 64 GiB.
+    """
+    number = text.strip().lower().rstrip("bgkm")
+    unit = text.strip().lower()[len(number) :]
+    if unit not in _SIZE_UNITS or not number.isdigit():
+        raise ValueError(f"near_cache must be a size such as 67108864 or 64mb, not {text!r}")
+    size = int(number) * _SIZE_UNITS[unit]
+    if size > 64 * 2**30:
+        raise ValueError("near_cache must be at most 64gb")
+    return size
 
 
 class RedisStore(Store):
@@ -95,10 +118,19 @@ class RedisStore(Store):
         self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
         self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
+        #: Bytes of near cache (``stores/near.py``) in front of this store; 0: none.
+        self.near_cache = parse_size(options.get("near_cache", "0"))
+        #: Seconds between heartbeats on the invalidation channel (default: a fifth of the
+        #: socket timeout, at most 0.05, so the channel is known unhealthy before a bump that
+        #: cannot reach Redis gives up and its writer returns).
+        self.near_heartbeat = float(
+            options.get("near_heartbeat", min(0.05, self.socket_timeout / 5))
+        )
         for option, seconds, least in (
             ("socket_timeout", self.socket_timeout, 1e-6),
             ("connect_timeout", self.connect_timeout, 1e-6),
             ("breaker_seconds", self.breaker_seconds, 0.0),  # 0: no breaker
+            ("near_heartbeat", self.near_heartbeat, 1e-3),
         ):
             if not least <= seconds <= 3600:  # also NaN and infinity
                 raise ValueError(f"{option} must be a number of seconds from 0 to 3600")
@@ -263,8 +295,21 @@ class RedisStore(Store):
             ],
         )
         # The bump is made whatever the reply says; its status is only worth a warning.
-        if isinstance(reply, list) and len(reply) == 2:
+        if isinstance(reply, list) and len(reply) == 3:
             self._status(reply[1])
+            self._fence(reply[2])
+
+    def _fence(self, receivers: Any) -> None:
+        """After a bump that near caches were sent: one more round trip before returning.
+
+        Redis queues the message to each subscriber before the bump's reply, but writes its
+        clients' sockets one after the other: the writer could read its reply, return and tell
+        another process, which then finds nothing in its socket yet. Redis answers this round
+        trip only after it has written every socket of the bump's turn (docs/internals.md, "The
+        near cache"). Without subscribers, nothing is done.
+        """
+        if isinstance(receivers, int) and receivers > 0:
+            self._client.ping()
 
     def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         if not tags and not marks:
@@ -293,13 +338,14 @@ class RedisStore(Store):
             breaker=False,
         )
         try:
-            applied, status = reply
+            applied, status, receivers = reply
             count = int(applied)
         except (TypeError, ValueError) as exc:
             # Whether the rows were bumped is unknown: they stay in the log and are applied
             # again (an extra bump costs a miss; a skipped one would be stale).
             raise self._bad_reply("apply", reply, exc) from exc
         self._status(status)
+        self._fence(receivers)
         return count
 
     def acquire(self, key: str, ttl: float) -> str | None:
@@ -351,6 +397,22 @@ class RedisStore(Store):
         """Redis's ``maxmemory`` and ``maxmemory-policy``, or None if they cannot be read
         (``CONFIG`` disabled or renamed, as on many managed services; Redis unreachable)."""
         return memory_config(self._client)
+
+    def near(self) -> Store:
+        """This store with a near cache in front, if ``near_cache`` asks for one, else itself."""
+        if not self.near_cache:
+            return self
+        from .near import NearCache, NearStore
+        from .redis_channel import RedisChannel
+
+        if 3 * self.near_heartbeat >= self.socket_timeout:
+            raise ValueError(
+                "near_heartbeat must be less than a third of socket_timeout: the channel must "
+                "be known unhealthy before a bump that cannot reach Redis gives up"
+            )
+        cache = NearCache(self.near_cache)
+        channel = RedisChannel(self._client, self._tag_prefix, cache, self.near_heartbeat)
+        return NearStore(self, cache, channel)
 
     def close(self) -> None:
         self._outage.close()

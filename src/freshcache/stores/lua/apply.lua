@@ -4,10 +4,12 @@
 -- ARGV[1] tag key prefix   ARGV[2] a fresh epoch token, used only if the position is unusable
 -- ARGV[3] mark key prefix  ARGV[4] mark lifetime (ms)   ARGV[5] tag version lifetime (ms, 0:
 -- none)   ARGV[6..] rows, each as: mark, k (its number of tags), then its k tags
--- Returns {bumped rows, status} (status: see _position.lua). A mark key holding anything but
+-- Publishes each bumped row's tags as bump.lua does (near caches).
+-- Returns {bumped rows, status, receivers} (status: see _position.lua). A mark key holding anything but
 -- this epoch's token is not a mark (see fc_marked): its row is bumped, never skipped.
 local epoch, _, status = fc_position(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
 local applied = 0
+local receivers = 0
 local tag_ttl = tonumber(ARGV[5])
 local i = 6
 while i <= #ARGV do
@@ -15,12 +17,17 @@ while i <= #ARGV do
   local k = tonumber(ARGV[i + 1])
   if not fc_marked(ARGV[3] .. mark, epoch) then
     local version = epoch .. ':' .. fc_step(KEYS[2], KEYS[3]) .. '.'
+    local names = {}
     for j = i + 2, i + 1 + k do
       fc_put(ARGV[1] .. ARGV[j], version, tag_ttl)
+      names[#names + 1] = ARGV[j]
+    end
+    if k > 0 then
+      receivers = receivers + redis.call('PUBLISH', ARGV[1], version .. '\n' .. table.concat(names, '\n'))
     end
     redis.call('SET', ARGV[3] .. mark, epoch, 'PX', ARGV[4])
     applied = applied + 1
   end
   i = i + 2 + k
 end
-return {applied, status}
+return {applied, status, receivers}

@@ -5,7 +5,8 @@
 -- ARGV[3] mark key prefix  ARGV[4] mark lifetime (ms)   ARGV[5] tag version lifetime (ms, 0:
 -- none; set.lua lengthens it for the entries that record the version)
 -- ARGV[6] n, the number of marks   ARGV[7..6+n] marks (log row ids)   ARGV[7+n..] tags
--- Returns {result, status}: result is the new version, 'applied' when every mark was already
+-- Publishes "<version>\n<tag>\n<tag>..." on the channel named ARGV[1] (near caches).
+-- Returns {result, status, receivers} (receivers: near caches the message was sent to): result is the new version, 'applied' when every mark was already
 -- recorded (a relay bumped those rows after they committed: bumping again would only cost
 -- their entries a second miss), or 'marked' for marks without tags; status: see _position.lua.
 -- A tag key or a mark key holding anything (another type, another value) is overwritten; a
@@ -22,18 +23,23 @@ if n > 0 then
     end
   end
   if done then
-    return {'applied', status}
+    return {'applied', status, 0}
   end
 end
 -- Marks without tags (a write that invalidates nothing) take no sequence step.
 local result = 'marked'
+local receivers = 0
 if #ARGV > 6 + n then
   result = epoch .. ':' .. fc_step(KEYS[2], KEYS[3]) .. '.'
+  local names = {}
   for i = 7 + n, #ARGV do
     fc_put(ARGV[1] .. ARGV[i], result, tag_ttl)
+    names[#names + 1] = ARGV[i]
   end
+  -- Near caches (stores/near.py) drop what depends on these tags. Sent before the reply.
+  receivers = redis.call('PUBLISH', ARGV[1], result .. '\n' .. table.concat(names, '\n'))
 end
 for i = 7, 6 + n do
   redis.call('SET', ARGV[3] .. ARGV[i], epoch, 'PX', ARGV[4])
 end
-return {result, status}
+return {result, status, receivers}

@@ -1,0 +1,224 @@
+"""The near cache (L1): recent entries in the process's memory, in front of a shared store.
+
+A hit from the near cache makes no network call. It is kept coherent by the store's
+invalidation channel (``redis_channel.py``): every bump publishes the tags it bumped, and the
+near cache drops every entry that depends on one of them. Its rules (docs/internals.md, "The near
+cache"):
+
+1. **Used only while the channel is healthy**: subscribed, its own heartbeat echoed back
+   recently, and everything already delivered to the process taken in (drained) just before
+   the entry is served. Otherwise every lookup goes to the store, as without a near cache, and
+   the near cache is emptied when the channel becomes unhealthy (messages may have been lost).
+2. **Filled only with what cannot be stale**: an entry the store validated (a hit) or accepted
+   (a set) goes in only if no invalidation touching its tags was taken in since just before the
+   store call, and the channel was healthy throughout. An invalidation arriving while the store
+   call was in flight may be for a bump that came after it: the entry is simply not kept.
+3. **This process's own bumps** drop its entries at once, before and after the bump: a request
+   right after a write in the same process never waits for the message.
+
+Bounded in bytes (payloads plus a per-entry and per-tag overhead), least recently used first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .base import Hit, Snapshot, Store
+
+__all__ = ["Channel", "NearCache", "NearStore"]
+
+#: Bytes counted for an entry besides its payload and tag names (dict slots, objects).
+ENTRY_OVERHEAD = 200
+#: Invalidations remembered to decide whether an entry fetched meanwhile may be kept.
+EVENTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    hit: Hit
+    size: int
+
+
+class NearCache:
+    """The entries, their tag index and the recent invalidations. Thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_tag: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+        #: Bumped by every invalidation taken in (and every flush).
+        self.generation = 0
+        #: ``(generation, tags or None for a flush)`` of the latest invalidations.
+        self._events: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=EVENTS)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Hit | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry.hit
+
+    def put(self, key: str, hit: Hit, since: int) -> bool:
+        """Keep ``hit`` unless an invalidation of one of its tags (or a flush) was taken in
+        after generation ``since``; return whether it was kept."""
+        size = ENTRY_OVERHEAD + len(key) + len(hit.payload) + sum(len(t) for t in hit.tags)
+        if size > self.max_bytes:
+            return False
+        with self._lock:
+            if since < self.generation:
+                oldest = self._events[0][0] if self._events else self.generation + 1
+                if oldest > since + 1:
+                    return False  # events were forgotten: cannot tell
+                for generation, tags in self._events:
+                    if generation > since and (tags is None or not tags.isdisjoint(hit.tags)):
+                        return False
+            self._drop(key)
+            self._entries[key] = _Entry(hit, size)
+            self.bytes += size
+            for tag in hit.tags:
+                self._by_tag.setdefault(tag, set()).add(key)
+            while self.bytes > self.max_bytes and self._entries:
+                self._drop(next(iter(self._entries)))
+            return True
+
+    def invalidate(self, tags: Iterable[str]) -> None:
+        """Drop every entry depending on one of ``tags``."""
+        names = frozenset(tags)
+        with self._lock:
+            self.generation += 1
+            self._events.append((self.generation, names))
+            for tag in names:
+                for key in self._by_tag.pop(tag, ()):
+                    self._drop(key)
+
+    def flush(self) -> None:
+        """Drop everything (the channel lost messages, a new epoch, a malformed message)."""
+        with self._lock:
+            self.generation += 1
+            self._events.append((self.generation, None))
+            self._entries.clear()
+            self._by_tag.clear()
+            self.bytes = 0
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self.bytes -= entry.size
+        for tag in entry.hit.tags:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]
+
+
+class Channel(Protocol):
+    """An invalidation channel feeding a :class:`NearCache` (``redis_channel.RedisChannel``)."""
+
+    def ready(self) -> bool:
+        """Take in everything delivered so far; return whether the near cache may be used."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NearStore(Store):
+    """A store with a near cache in front: the contract of ``base.Store``, faster hits.
+
+    Everything but ``lookup`` and ``set`` goes to the inner store; its own bumps also drop this
+    process's entries at once. Attributes the inner store has beyond the contract (``ping``,
+    ``memory_config``…) are reached through it.
+    """
+
+    def __init__(self, inner: Store, near: NearCache, channel: Channel) -> None:
+        super().__init__(inner.name, inner.url)
+        self.inner = inner
+        self.near = near
+        self.channel = channel
+        self.shared = inner.shared
+        self.thread_sensitive = inner.thread_sensitive
+        self.blocking = inner.blocking
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def lookup(self, key: str) -> Hit | Snapshot:
+        since = None
+        if self.channel.ready():
+            hit = self.near.get(key)
+            if hit is not None:
+                return hit
+            since = self.near.generation
+        result = self.inner.lookup(key)
+        if isinstance(result, Hit) and since is not None and self.channel.ready():
+            self.near.put(key, result, since)
+        return result
+
+    def begin(self) -> Snapshot:
+        return self.inner.begin()
+
+    def set(
+        self,
+        key: str,
+        payload: bytes,
+        tags: Collection[str],
+        snapshot: Snapshot,
+        timeout: float | None = None,
+    ) -> bool:
+        since = self.near.generation if self.channel.ready() else None
+        stored = self.inner.set(key, payload, tags, snapshot, timeout)
+        if stored and since is not None and self.channel.ready():
+            self.near.put(key, Hit(payload, frozenset(tags)), since)
+        return stored
+
+    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+        self.near.invalidate(tags)
+        try:
+            self.inner.bump(tags, marks)
+        finally:
+            self.near.invalidate(tags)
+
+    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+        tags = {tag for _, row in batch for tag in row}
+        self.near.invalidate(tags)
+        try:
+            return self.inner.apply(batch)
+        finally:
+            self.near.invalidate(tags)
+
+    def acquire(self, key: str, ttl: float) -> str | None:
+        return self.inner.acquire(key, ttl)
+
+    def release(self, key: str, token: str) -> None:
+        self.inner.release(key, token)
+
+    def forget(self, marks: Collection[int]) -> None:
+        self.inner.forget(marks)
+
+    def clear(self) -> None:
+        self.near.flush()
+        try:
+            self.inner.clear()
+        finally:
+            self.near.flush()
+
+    def bumps_in_transaction(self, using: str) -> bool:
+        return self.inner.bumps_in_transaction(using)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.inner.close()
+
+    def __repr__(self) -> str:
+        return f"<near cache in front of {self.inner!r}>"

@@ -1,0 +1,263 @@
+"""The near cache (issue 11): hits without a network call, never older than a returned write.
+
+Against real throwaway Redis servers. The adversarial test is the one docs/internals.md states:
+a writer in process A returns from its bump and at once signals a reader in process B through a
+pipe; B then looks the entry up. Any hit is a stale read. Also with the channel killed under the
+trials and with Redis paused (SIGSTOP).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from freshcache.stores import Hit, Snapshot, StoreUnavailable
+from freshcache.stores.near import NearCache, NearStore
+from freshcache.stores.redis import RedisStore, parse_size
+from tests.helpers.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _store(server: RedisServer, near: str = "1mb", **options: str) -> Any:
+    query = "&".join(f"{k}={v}" for k, v in {"near_cache": near, **options}.items())
+    return RedisStore("default", f"{server.url}?{query}", socket_timeout=0.25).near()
+
+
+def _wait_ready(store: NearStore, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not store.channel.ready():
+        assert time.monotonic() < deadline, "the invalidation channel never became healthy"
+        time.sleep(0.01)
+
+
+def _put(store: Any, key: str, tags: list[str], payload: bytes = b"v") -> None:
+    snapshot = store.begin()
+    assert store.set(key, payload, tags, snapshot)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as srv:
+        yield srv
+
+
+# -- the cache alone -------------------------------------------------------------------------
+
+
+def test_bounded_in_bytes_least_recently_used_first() -> None:
+    near = NearCache(10_000)
+    for i in range(100):
+        assert near.put(f"k{i}", Hit(b"x" * 500, frozenset({f"t{i}"})), near.generation)
+        assert near.bytes <= 10_000
+    assert len(near) < 100
+    assert near.get("k99") is not None and near.get("k0") is None
+    assert not near.put("big", Hit(b"x" * 20_000, frozenset()), near.generation)
+
+
+def test_an_invalidation_taken_in_meanwhile_keeps_the_entry_out() -> None:
+    near = NearCache(10_000)
+    since = near.generation
+    near.invalidate(["t1"])
+    assert not near.put("a", Hit(b"1", frozenset({"t1", "t2"})), since)
+    assert near.put("b", Hit(b"2", frozenset({"t3"})), since)  # another tag: fine
+    near.flush()
+    assert not near.put("c", Hit(b"3", frozenset({"t3"})), since)
+    assert near.get("b") is None
+
+
+def test_size_option() -> None:
+    assert parse_size("64mb") == 64 * 2**20 and parse_size("1000") == 1000
+    for bad in ("lots", "-1", "1tb", "99gb"):
+        with pytest.raises(ValueError, match="near_cache"):
+            parse_size(bad)
+
+
+def test_heartbeat_must_beat_the_socket_timeout(server: RedisServer) -> None:
+    with pytest.raises(ValueError, match="near_heartbeat"):
+        _store(server, near_heartbeat="0.1")
+
+
+# -- against Redis ---------------------------------------------------------------------------
+
+
+def test_hits_come_from_memory_and_a_bump_elsewhere_drops_them(server: RedisServer) -> None:
+    store, other = _store(server), _store(server, near="0")
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        calls = []
+        real = store.inner.lookup
+        store.inner.lookup = lambda key: calls.append(key) or real(key)  # type: ignore[method-assign]
+        assert isinstance(store.lookup("k"), Hit)
+        assert calls == []  # served from the near cache
+        other.bump(["t"])  # another process's write
+        assert isinstance(store.lookup("k"), Snapshot)
+        assert calls == ["k"]
+    finally:
+        store.close()
+        other.close()
+
+
+def test_own_bump_drops_at_once(server: RedisServer) -> None:
+    store = _store(server)
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        store.bump(["t"])
+        assert store.near.get("k") is None
+        assert isinstance(store.lookup("k"), Snapshot)
+    finally:
+        store.close()
+
+
+def test_malformed_message_empties_and_recovers(server: RedisServer) -> None:
+    store = _store(server)
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        server.client().publish(store.inner._tag_prefix, b"\xffgarbage")
+        assert store.channel.ready()  # drained: the garbage emptied the cache
+        assert len(store.near) == 0 and store.channel.malformed == 1
+        _put(store, "k", ["t"])
+        assert isinstance(store.lookup("k"), Hit) and len(store.near) == 1
+    finally:
+        store.close()
+
+
+def test_killed_channel_is_not_used_until_resubscribed(server: RedisServer) -> None:
+    store = _store(server)
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        server.client().client_kill_filter(_type="pubsub")
+        assert not store.channel.ready()
+        assert len(store.near) == 0
+        _wait_ready(store)
+        assert store.channel.reconnects >= 2
+    finally:
+        store.close()
+
+
+def test_paused_redis_makes_the_channel_unhealthy_before_a_write_gives_up(
+    server: RedisServer,
+) -> None:
+    store = _store(server)
+    try:
+        _wait_ready(store)
+        server.pause()
+        try:
+            time.sleep(0.25)  # a bump started when the pause began gives up after this
+            assert not store.channel.ready()
+        finally:
+            server.resume()
+        _wait_ready(store)
+    finally:
+        store.close()
+
+
+# -- the adversarial test: writer returns, signals a reader in another process -------------------
+
+
+def _reader(url: str, conn: Any, trials: int) -> None:
+    store = RedisStore("default", url, socket_timeout=0.25).near()
+    calls: list[str] = []
+    real = store.inner.lookup
+    store.inner.lookup = lambda key: calls.append(key) or real(key)
+    _wait_ready(store)
+    stale = from_memory = 0
+    for i in range(trials):
+        key, tag = f"k{i}", f"t{i}"
+        try:
+            snapshot = store.begin()
+            store.set(key, b"old", [tag], snapshot)
+            if store.channel.ready() and store.near.get(key) is not None:
+                from_memory += 1
+        except StoreUnavailable:
+            pass
+        conn.send(("ready", i))
+        message, n, bumped = conn.recv()  # the writer's bump returned (or gave up)
+        assert (message, n) == ("returned", i)
+        before = len(calls)
+        try:
+            found = store.lookup(key)
+        except StoreUnavailable:
+            continue
+        # From the near cache: stale whether the bump got through or gave up (its write has
+        # returned). From Redis: stale only if the bump got through (a bump that gave up waits
+        # in the invalidation log, whose relay is tested elsewhere).
+        if isinstance(found, Hit) and (len(calls) == before or bumped):
+            stale += 1
+    conn.send(("done", stale, from_memory))
+    store.close()
+
+
+def _adversarial(server: RedisServer, trials: int, fault: str = "") -> tuple[int, int]:
+    url = f"{server.url}?near_cache=4mb"
+    ctx = multiprocessing.get_context("fork")
+    mine, theirs = ctx.Pipe()
+    reader = ctx.Process(target=_reader, args=(url, theirs, trials), daemon=True)
+    reader.start()
+    writer = RedisStore("default", server.url, socket_timeout=0.25)
+    admin = server.client()
+    try:
+        for i in range(trials):
+            assert mine.recv() == ("ready", i)
+            paused = False
+            if fault == "kill" and i % 50 == 25:
+                admin.client_kill_filter(_type="pubsub")
+            if fault == "pause" and i % 100 == 50:
+                server.pause()
+                paused = True
+            try:
+                writer.bump([f"t{i}"])
+                bumped = True
+            except StoreUnavailable:
+                bumped = False  # given up: the invalidation log keeps it; the write returns
+            mine.send(("returned", i, bumped))
+            if paused:
+                time.sleep(0.05)
+                server.resume()
+        message = mine.recv()
+        assert message[0] == "done"
+        return message[1], message[2]
+    finally:
+        reader.join(30)
+        writer.close()
+
+
+@pytest.mark.parametrize("fault", ["", "kill", "pause"])
+def test_no_l1_hit_is_older_than_a_returned_write(server: RedisServer, fault: str) -> None:
+    trials = 1000 if not fault else 400
+    stale, from_memory = _adversarial(server, trials, fault)
+    assert stale == 0
+    # The near cache was really in use: entries were in it when the write came (most of the
+    # time; after each fault it stays unused until the channel is healthy again).
+    assert from_memory > trials * (0.5 if not fault else 0.2), from_memory
+
+
+def test_a_forked_child_starts_its_own_channel(server: RedisServer) -> None:
+    store = _store(server)
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        ctx = multiprocessing.get_context("fork")
+        mine, theirs = ctx.Pipe()
+
+        def child() -> None:
+            fresh = len(store.near) == 0 or not store.channel.ready()
+            _wait_ready(store)
+            theirs.send((fresh, isinstance(store.lookup("k"), Hit)))
+
+        process = ctx.Process(target=child, daemon=True)
+        process.start()
+        assert mine.poll(10)
+        fresh, hit = mine.recv()
+        process.join(5)
+        assert fresh and hit  # its own subscription, then hits again (from Redis, then memory)
+    finally:
+        store.close()
