@@ -261,3 +261,18 @@ def test_a_forked_child_starts_its_own_channel(server: RedisServer) -> None:
         assert fresh and hit  # its own subscription, then hits again (from Redis, then memory)
     finally:
         store.close()
+
+
+def test_clear_empties_every_process_near_cache(server: RedisServer) -> None:
+    store, other = _store(server), _store(server)
+    try:
+        _wait_ready(store)
+        _wait_ready(other)
+        _put(store, "k", ["t"])
+        assert isinstance(store.lookup("k"), Hit) and len(store.near) == 1
+        other.clear()  # manage.py freshcache clear, in another process
+        assert isinstance(store.lookup("k"), Snapshot)
+        assert store.channel.malformed == 0
+    finally:
+        store.close()
+        other.close()

@@ -383,6 +383,10 @@ class RedisStore(Store):
                         batch = []
                 if batch:
                     self._client.delete(*batch)
+            # Every process's near cache empties too (a deploy's clear must reach them all).
+            from .redis_channel import FLUSH_MESSAGE
+
+            self._fence(self._client.publish(self._tag_prefix, FLUSH_MESSAGE))
 
         self._call(run)
 

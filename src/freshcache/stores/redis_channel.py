@@ -25,6 +25,9 @@ from typing import Any
 
 from .near import NearCache
 
+#: Published by ``RedisStore.clear()``: every near cache empties itself.
+FLUSH_MESSAGE = b"flush"
+
 __all__ = ["RedisChannel"]
 
 logger = logging.getLogger("freshcache")
@@ -93,6 +96,9 @@ class RedisChannel:
         data = message.get("data")
         if kind != "message" or not isinstance(data, bytes):
             self._malformed(message)
+            return
+        if data == FLUSH_MESSAGE:
+            self._near.flush()
             return
         if data.startswith(_HEARTBEAT):
             if data[len(_HEARTBEAT) :].decode("ascii", "replace") == self._token:
