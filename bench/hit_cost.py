@@ -3,7 +3,7 @@ freshcache's on Redis, the floor view, and the store calls underneath.
 
 Run in its own process (``python -m bench.hit_cost SECONDS``); the views are called directly
 with ``RequestFactory`` requests (no middleware), in interleaved batches; one process per
-library (``python -m bench.hit_cost django|fc-redis SECONDS``). Prints one JSON object.
+library (``python -m bench.hit_cost django|fc-redis|fc-near SECONDS``). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ BATCH = 50
 
 
 def main(variant: str, seconds: float) -> dict[str, Any]:
-    """``variant``: ``django`` (Django's cache_page, freshcache disabled) or ``fc-redis``."""
+    """``variant``: ``django`` (Django's cache_page, freshcache disabled), ``fc-redis`` or
+    ``fc-near`` (Redis with a near cache)."""
     from bench.common import setup_django
 
     setup_django(variant)
@@ -44,6 +45,10 @@ def main(variant: str, seconds: float) -> dict[str, Any]:
     def request() -> Any:
         return factory.get(f"/post/{slug}/")
 
+    if variant == "fc-near":  # the near cache is used once its channel is healthy
+        deadline = time.monotonic() + 10
+        while not store().channel.ready() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
     for _ in range(2):  # the first call stores, the second must be a hit
         view(request(), slug=slug)
     cases: dict[str, Callable[[], Any]] = {

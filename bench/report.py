@@ -72,17 +72,24 @@ def tables(results: dict[str, Any]) -> str:
             "",
         ]
     hc = results.get("hitcost")
-    if hc and len(hc) == 2:
+    if hc and "django" in hc and "fc-redis" in hc:
         dj, fc = hc["django"], hc["fc-redis"]
+        near = hc.get("fc-near")
+        near_cells = (
+            f" {near['page_hit']['median_us']:.0f} | "
+            f"{near['page_hit']['median_us'] / dj['page_hit']['median_us']:.2f} |"
+            if near
+            else " - | - |"
+        )
         out += [
             "### One hit in-process (no HTTP, no middleware; microseconds, medians)",
             "",
             "| Django cache_page hit (Redis) | freshcache cache_page hit (Redis) | "
-            "freshcache / Django | floor view | Django: two cache.get() | "
-            "freshcache: one store.lookup() |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            "freshcache / Django | freshcache with near cache | near / Django | floor view | "
+            "Django: two cache.get() | freshcache: one store.lookup() |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             f"| {dj['page_hit']['median_us']:.0f} | {fc['page_hit']['median_us']:.0f} | "
-            f"{fc['page_hit']['median_us'] / dj['page_hit']['median_us']:.2f} | "
+            f"{fc['page_hit']['median_us'] / dj['page_hit']['median_us']:.2f} |{near_cells} "
             f"{fc['floor_view']['median_us']:.0f} | {dj['store_calls']['median_us']:.0f} | "
             f"{fc['store_calls']['median_us']:.0f} |",
             "",

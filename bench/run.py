@@ -115,7 +115,7 @@ def main() -> int:
     if wanted("hitcost"):
         common.log("hit cost in-process")
         results["hitcost"] = {}
-        for variant in ("django", "fc-redis"):
+        for variant in ("django", "fc-redis", "fc-near"):
             data = section(f"hitcost-{variant}", lambda v=variant: run_json(
                 ["bench.hit_cost", v, "3" if quick else "8"], v, 300
             ))

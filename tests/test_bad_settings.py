@@ -90,7 +90,8 @@ STORE_UNBUILT = (
         ("redis://127.0.0.1:6379/0?prefx=abc", "FRESHCACHE store 'default' has URL "
          "'redis://127.0.0.1:6379/0?prefx=abc' with unknown option(s) prefx; redis:// "
          "understands: breaker_seconds, client_name, connect_timeout, db, max_connections, "
-         "password, prefix, socket_keepalive, socket_timeout, username"),
+         "near_cache, near_heartbeat, password, prefix, socket_keepalive, socket_timeout, "
+         "username"),
         ("redis://:hunter2@127.0.0.1:6379/0?socket_timeout=fast",
          "could not convert string to float: 'fast'"),
         ("redis://127.0.0.1:notaport/0", "Port could not be cast to integer value as 'notaport'"),
@@ -142,7 +143,8 @@ def test_with_the_relay_running_the_log_waits_too(
     error = (
         "FRESHCACHE store 'default' has URL 'redis://127.0.0.1:6379/0?prefx=abc' with unknown "
         "option(s) prefx; redis:// understands: breaker_seconds, client_name, connect_timeout, "
-        "db, max_connections, password, prefix, socket_keepalive, socket_timeout, username"
+        "db, max_connections, near_cache, near_heartbeat, password, prefix, socket_keepalive, "
+        "socket_timeout, username"
     )
     assert warnings_logged(caplog) == [
         STORE_UNBUILT.format(url=url, error=error),

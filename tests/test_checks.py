@@ -60,8 +60,8 @@ CACHE_HINT = (
 )
 URL_HINT = "Check the host, port and options; see docs/settings.md for store URLs."
 REDIS_OPTIONS = (
-    "breaker_seconds, client_name, connect_timeout, db, max_connections, password, prefix, "
-    "socket_keepalive, socket_timeout, username"
+    "breaker_seconds, client_name, connect_timeout, db, max_connections, near_cache, "
+    "near_heartbeat, password, prefix, socket_keepalive, socket_timeout, username"
 )
 UNKNOWN_MODEL_HINT = (
     "Name an installed app and one of its models as Model._meta.label spells them (e.g. "

@@ -6,6 +6,7 @@ Variants:
   fc-memory    freshcache ``cache_page`` around the blog views, in-process store
   fc-database  ... database store (the blog's PostgreSQL)
   fc-redis     ... Redis store
+  fc-near      ... Redis store with a near cache in front (``near_cache=64mb``)
 
 The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
 databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
@@ -20,7 +21,7 @@ from mysite.settings import *  # noqa: F403
 from mysite.settings import DATABASES
 
 VARIANT = os.environ.get("BENCH_VARIANT", "nocache")
-VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis")
+VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near")
 if VARIANT not in VARIANTS:
     raise RuntimeError(f"BENCH_VARIANT must be one of {VARIANTS}, not {VARIANT!r}")
 
@@ -58,6 +59,7 @@ STORE_URLS = {
     "fc-memory": "memory://?max_entries=100000",
     "fc-database": "database://",
     "fc-redis": f"{REDIS}/{REDIS_DB}",
+    "fc-near": f"{REDIS}/{REDIS_DB}?near_cache=64mb",
 }
 
 FRESHCACHE = {
