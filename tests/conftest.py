@@ -88,15 +88,20 @@ def store_url(kind: str) -> str:
     return STORE_URLS[kind]
 
 
-@pytest.fixture(params=["memory", "database", "redis"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    kind = request.param
+def mark_store_kind(request: pytest.FixtureRequest) -> str:
+    """The store kind of a parametrized ``store_kind`` fixture, its service marks applied."""
+    kind = str(request.param)
     if kind == "database":
         request.node.add_marker(pytest.mark.postgres)
     if kind.startswith("redis"):
         request.node.add_marker(pytest.mark.redis)
     pytest_runtest_setup(request.node)
     return kind
+
+
+@pytest.fixture(params=["memory", "database", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return mark_store_kind(request)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from freshcache.core import fetch
 from freshcache.stores import Store
 from freshcache.stores.near import NearStore
 from freshcache.testing import hook
-from tests.conftest import REDIS_TEST_PREFIX, pytest_runtest_setup
+from tests.conftest import REDIS_TEST_PREFIX, mark_store_kind
 from tests.testapp.models import Item
 
 calls: Counter[str] = Counter()
@@ -33,13 +33,7 @@ def _reset_calls() -> None:
 @pytest.fixture(params=["memory", "database", "redis", "redis-near"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     """The stores, and Redis with a near cache in front: the contract holds for it too."""
-    kind = request.param
-    if kind == "database":
-        request.node.add_marker(pytest.mark.postgres)
-    if kind.startswith("redis"):
-        request.node.add_marker(pytest.mark.redis)
-    pytest_runtest_setup(request.node)
-    return kind
+    return mark_store_kind(request)
 
 
 @cached
