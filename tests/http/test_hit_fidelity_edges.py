@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import _unmask_cipher_token, get_token
 from django.template import engines
 from django.test import AsyncClient, Client
@@ -74,7 +74,13 @@ def etagged(request: HttpRequest) -> HttpResponse:
     return HttpResponse("full body")
 
 
+@cache_page
+def per_user_missing(request: HttpRequest) -> HttpResponse:
+    raise Http404("no such page")
+
+
 urlpatterns = [
+    path("per-user-missing/", per_user_missing),
     path("raw-method/", raw_method),
     path("conditional/", conditional),
     path("modified/", modified),
@@ -159,3 +165,17 @@ def test_a_304_is_never_stored_as_the_page(client: Client) -> None:
         plain.status_code,
         plain.get("X-Freshcache"),
     )
+
+
+def test_a_view_that_raises_leaves_the_request_flags_as_they_were(page_store: None) -> None:
+    # The render's bookkeeping clears the session's `accessed` flag for its duration; a view
+    # that raises must get it back, or SessionMiddleware would drop Vary: Cookie.
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/per-user-missing/")
+    request.session = SessionStore()
+    request.session.accessed = True
+    with pytest.raises(Http404):
+        per_user_missing(request)
+    assert request.session.accessed is True

@@ -279,9 +279,12 @@ def render_fragment(
         if carry.has_csp_nonce(request):
             # `{% if csp_nonce %}` (Django 6.0) tells whether something before generated it.
             guard.absent.add(("nonce", "generated" if before["csp_nonce"] else "ungenerated"))
-        with guarded(request, guard):
-            text = render()
-        result = _cut(text, guard, request, carry.effects_since(request, before))
+        try:
+            with guarded(request, guard):
+                text = render()
+        finally:  # also puts back the flags the snapshot cleared, if the render raised
+            effects = carry.effects_since(request, before)
+        result = _cut(text, guard, request, effects)
         # What this request sees: the markers replaced by the enclosing page's own markers,
         # or by their values outside a cached page.
         for marker, slot in guard.markers.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from . import carry, placeholders
 from .guard import Guard, record_absent
 
 __all__ = ["Page", "PageCodec", "VaryMarker", "page_from_response", "response_from_page"]
+
+logger = logging.getLogger("freshcache.http")
 
 # Headers never stored: ours (X-Freshcache), or refused before storing (Set-Cookie).
 _UNSTORED = frozenset({"x-freshcache", "set-cookie"})
@@ -326,17 +329,21 @@ def not_modified(request: HttpRequest, response: HttpResponseBase, page: Page) -
     ``Last-Modified``, ``Vary``) and keeps the response's cookies; the carried response
     attributes are set on it too, so the middleware above treats it as it treats the page.
     """
-    if not isinstance(response, HttpResponse):
+    if not isinstance(response, HttpResponse) or not request.META.get("HTTP_IF_NONE_MATCH"):
+        return response  # checked first: most requests carry no validator
+    etag = response.get("ETag") if response.has_header("ETag") else None
+    if not etag:
         return response
     names = {name for _, name in page.slots}
-    if names and placeholders.validator(request, names) is None:
-        # Its slots hold what no validator vouches for (a CSP nonce): even under the view's
-        # own ETag, a 304 would keep an earlier response's per-request text.
+    try:
+        if names and placeholders.validator(request, names) is None:
+            # Its slots hold what no validator vouches for (a CSP nonce): even under the
+            # view's own ETag, a 304 would keep an earlier response's per-request text.
+            return response
+        result = get_conditional_response(request, etag=etag, response=response)
+    except Exception:  # a validator of your own that raises: the full page, never a 500
+        logger.exception("freshcache: could not answer a conditional request")
         return response
-    etag = response.get("ETag") if response.has_header("ETag") else None
-    if not etag or not request.META.get("HTTP_IF_NONE_MATCH"):
-        return response
-    result = get_conditional_response(request, etag=etag, response=response)
     if not isinstance(result, HttpResponseNotModified):
         return response  # If-Match and friends are the view's business, as without a cache
     carry.restore_attributes(result, page.attributes, marks_only=True)

@@ -284,11 +284,13 @@ def serve(
             add_tags(plan.extra_tags)
             guard = plan.guard(vary, first)
             before = carry.snapshot(request)
-            with guarded(request, guard):
-                response = render()
-                if _unrendered(response):
-                    response = response.render()  # a post-render callback may replace it
-            guard.effects = carry.effects_since(request, before)
+            try:
+                with guarded(request, guard):
+                    response = render()
+                    if _unrendered(response):
+                        response = response.render()  # a post-render callback may replace it
+            finally:  # also puts back the flags the snapshot cleared, if the view raised
+                guard.effects = carry.effects_since(request, before)
             return plan.conclude(response, guard, vary, first)
 
         return run
@@ -355,12 +357,14 @@ async def aserve(
             add_tags(plan.extra_tags)
             guard = plan.guard(vary, first)
             before = carry.snapshot(request)
-            with guarded(request, guard):
-                response = await render()
-                if _unrendered(response):
-                    # As Django's async handler does: templates may query the database.
-                    response = await sync_to_async(response.render)()
-            guard.effects = carry.effects_since(request, before)
+            try:
+                with guarded(request, guard):
+                    response = await render()
+                    if _unrendered(response):
+                        # As Django's async handler does: templates may query the database.
+                        response = await sync_to_async(response.render)()
+            finally:  # also puts back the flags the snapshot cleared, if the view raised
+                guard.effects = carry.effects_since(request, before)
             return plan.conclude(response, guard, vary, first)
 
         return run
