@@ -276,3 +276,50 @@ def test_clear_empties_every_process_near_cache(server: RedisServer) -> None:
     finally:
         store.close()
         other.close()
+
+
+# -- from the new-user review ------------------------------------------------------------------
+
+
+def test_a_non_ascii_tag_bumped_elsewhere_drops_the_entry(server: RedisServer) -> None:
+    # A model named Café has the table tag "shop.café": messages name it in UTF-8.
+    store, other = _store(server), _store(server, near="0")
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["shop.café"])
+        assert isinstance(store.lookup("k"), Hit)
+        other.bump(["shop.café"])
+        assert isinstance(store.lookup("k"), Snapshot)
+        assert store.channel.malformed == 0
+    finally:
+        store.close()
+        other.close()
+
+
+def test_tags_that_no_message_can_name_are_not_kept() -> None:
+    near = NearCache(100_000)
+    assert not near.put("k", Hit(b"v", frozenset({"a\nb"})), near.generation)
+
+
+def test_tags_count_against_the_bound() -> None:
+    near = NearCache(100_000)
+    many = frozenset(f"tag-{i}" for i in range(100))
+    assert near.put("k", Hit(b"v", many), near.generation)
+    assert near.bytes > 100 * 400  # each tag's index and objects, not only its name
+
+
+def test_a_small_socket_timeout_without_near_cache_builds(server: RedisServer) -> None:
+    store = RedisStore("default", f"{server.url}?socket_timeout=0.004")
+    assert store.near() is store
+    store.close()
+
+
+def test_the_subscription_does_not_take_the_stores_connections(server: RedisServer) -> None:
+    store = _store(server, max_connections="1")
+    try:
+        _wait_ready(store)
+        _put(store, "k", ["t"])
+        store.bump(["t"])  # the store's only connection is still its own
+        assert isinstance(store.lookup("k"), Snapshot)
+    finally:
+        store.close()

@@ -79,7 +79,7 @@ def parse_size(text: str) -> int:
     """
     number = text.strip().lower().rstrip("bgkm")
     unit = text.strip().lower()[len(number) :]
-    if unit not in _SIZE_UNITS or not number.isdigit():
+    if unit not in _SIZE_UNITS or not (number.isascii() and number.isdigit()):
         raise ValueError(f"near_cache must be a size such as 67108864 or 64mb, not {text!r}")
     size = int(number) * _SIZE_UNITS[unit]
     if size > 64 * 2**30:
@@ -124,16 +124,17 @@ class RedisStore(Store):
         #: socket timeout, at most 0.05, so the channel is known unhealthy before a bump that
         #: cannot reach Redis gives up and its writer returns).
         self.near_heartbeat = float(
-            options.get("near_heartbeat", min(0.05, self.socket_timeout / 5))
+            options.get("near_heartbeat", max(0.001, min(0.05, self.socket_timeout / 5)))
         )
         for option, seconds, least in (
             ("socket_timeout", self.socket_timeout, 1e-6),
             ("connect_timeout", self.connect_timeout, 1e-6),
             ("breaker_seconds", self.breaker_seconds, 0.0),  # 0: no breaker
-            ("near_heartbeat", self.near_heartbeat, 1e-3),
         ):
             if not least <= seconds <= 3600:  # also NaN and infinity
                 raise ValueError(f"{option} must be a number of seconds from 0 to 3600")
+        if self.near_cache and not 0.001 <= self.near_heartbeat <= 3600:
+            raise ValueError("near_heartbeat must be a number of seconds from 0.001 to 3600")
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         base = "{" + prefix + "}"
@@ -345,7 +346,9 @@ class RedisStore(Store):
             # again (an extra bump costs a miss; a skipped one would be stale).
             raise self._bad_reply("apply", reply, exc) from exc
         self._status(status)
-        self._fence(receivers)
+        # Through the breaker's error handling, as the bump itself: a StoreUnavailable, never
+        # a raw driver error, if Redis stops answering between the reply and the fence.
+        self._call(lambda: self._fence(receivers), breaker=False)
         return count
 
     def acquire(self, key: str, ttl: float) -> str | None:
@@ -414,8 +417,18 @@ class RedisStore(Store):
                 "near_heartbeat must be less than a third of socket_timeout: the channel must "
                 "be known unhealthy before a bump that cannot reach Redis gives up"
             )
+        import redis
+
+        # Connections of its own: the subscription holds one for good, which must not count
+        # against the store's max_connections.
+        pool = self._client.connection_pool
+        own = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
         cache = NearCache(self.near_cache)
-        channel = RedisChannel(self._client, self._tag_prefix, cache, self.near_heartbeat)
+        channel = RedisChannel(own, self._tag_prefix, cache, self.near_heartbeat)
         return NearStore(self, cache, channel)
 
     def close(self) -> None:

@@ -109,11 +109,16 @@ class RedisChannel:
         if not colon or not rest:
             self._malformed(message)
             return
-        epoch_text = epoch.decode("ascii", "replace")
+        epoch_text = epoch.decode("utf-8", "replace")
         if self._epoch is not None and epoch_text != self._epoch:
             self._near.flush()  # a new epoch: the sequence was lost, versions start again
         self._epoch = epoch_text
-        self._near.invalidate(t.decode("ascii", "replace") for t in rest.split(b"\n"))
+        try:  # decoded as the store decodes the tags of a hit, so the names match
+            tags = [t.decode() for t in rest.split(b"\n")]
+        except UnicodeDecodeError:
+            self._malformed(message)
+            return
+        self._near.invalidate(tags)
 
     def _malformed(self, message: Any) -> None:
         self.malformed += 1
