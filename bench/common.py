@@ -123,18 +123,50 @@ def free_port() -> int:
 
 
 class Server:
-    """A gunicorn serving the blog for one variant: 2 sync workers on a loopback port."""
+    """A server for the blog of one variant on a loopback port: gunicorn (WSGI, 2 sync workers
+    unless told otherwise) or, with ``asgi``, uvicorn (ASGI, ``bench/site/asgi.py``)."""
 
     def __init__(
-        self, variant: str, workers: int = 2, env: dict[str, str] | None = None, threads: int = 1
+        self,
+        variant: str,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        threads: int = 1,
+        asgi: bool = False,
     ) -> None:
         self.variant = variant
         self.threads = threads
         self.env = env or {}
         self.workers = workers
+        self.asgi = asgi
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = RESULTS / f".server-{variant}.log"
+        self.log_path = RESULTS / f".server-{variant}{'-asgi' if asgi else ''}.log"
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        if self.asgi:
+            # uvicorn's own process manager; lifespan off: Django speaks no lifespan protocol.
+            return [
+                PYTHON, "-m", "uvicorn", "bench.site.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers),
+                "--lifespan", "off",
+                "--no-access-log",
+                "--log-level", "warning",
+                "--backlog", "2048",
+                "--timeout-graceful-shutdown", "5",
+            ]
+        return [
+            PYTHON, "-m", "gunicorn", "bench.site.wsgi:application",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers),
+            "--worker-class", "sync" if self.threads == 1 else "gthread",
+            "--threads", str(self.threads),
+            "--backlog", "2048",
+            "--timeout", "60",
+            "--graceful-timeout", "5",
+        ]
 
     @property
     def url(self) -> str:
@@ -144,16 +176,7 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         logfile = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [
-                PYTHON, "-m", "gunicorn", "bench.site.wsgi:application",
-                "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(self.workers),
-                "--worker-class", "sync" if self.threads == 1 else "gthread",
-                "--threads", str(self.threads),
-                "--backlog", "2048",
-                "--timeout", "60",
-                "--graceful-timeout", "5",
-            ],
+            self.command(),
             cwd=EXAMPLE,
             env=django_env(self.variant, **self.env),
             stdout=logfile,
@@ -166,7 +189,7 @@ class Server:
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn for {self.variant} exited: see {self.log_path}")
+                raise RuntimeError(f"the server for {self.variant} exited: see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/floor/", timeout=2) as response:
                     if response.status == 200:
@@ -174,13 +197,14 @@ class Server:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"gunicorn for {self.variant} did not answer in {timeout}s")
+        raise RuntimeError(f"the server for {self.variant} did not answer in {timeout}s")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        # gunicorn's master is the session leader we started; signal only its process group.
+        # The server's master (gunicorn's arbiter, uvicorn's supervisor) is the session leader
+        # we started; signal only its process group.
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -194,13 +218,14 @@ class Server:
 
 @contextmanager
 def servers(
-    variants: list[str], env: dict[str, str] | None = None
+    variants: list[str], env: dict[str, str] | None = None, asgi: bool = False
 ) -> Iterator[dict[str, Server]]:
-    """Start one server per variant; stop every one of them, whatever happens."""
+    """Start one server per variant (uvicorn with ``asgi``, else gunicorn); stop every one of
+    them, whatever happens."""
     started: dict[str, Server] = {}
     try:
         for variant in variants:
-            server = Server(variant, env=env)
+            server = Server(variant, env=env, asgi=asgi)
             started[variant] = server
             server.start()
         yield started

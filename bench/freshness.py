@@ -21,6 +21,11 @@ invoked and when it returned:
 A read is stale if it started after a write returned and it lacks that write's new marker, or
 still shows a marker the write replaced or deleted (unless a later write that removes the
 marker had already been invoked before the read ended).
+
+An outside write has no bump of its own: its pages are fresh once a relay applied its log rows,
+milliseconds after the commit (docs/outside-writes.md). So after each one the writer polls the
+log every millisecond until the relays have applied (and deleted) its rows, and stale reads after
+outside writes are split: started before that (the stated window) or after (a lost invalidation).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.common import PG_NAME, PYTHON, ROOT, django_env, log, manage, psql, servers
+from bench.common import PG_NAME, PYTHON, ROOT, django_env, log, manage, percentile, psql, servers
 
 PATHS = ["form", "bulk", "admin", "update", "m2m", "raw", "delete", "outside"]
 TARGET_POSTS = 4
@@ -55,7 +60,7 @@ MARKER = re.compile(rb"fcmk[0-9a-f]{6}x[0-9]{5}q")
 def reader(base: str, slugs: list[str], seconds: float, out: str, max_reads: int = 200_000) -> None:
     host, _, port = base.removeprefix("http://").partition(":")
     deadline = time.monotonic() + seconds
-    rows = []
+    rows: list[list[Any]] = []
     n = int.from_bytes(os.urandom(2), "big")
     while time.monotonic() < deadline and len(rows) < max_reads:
         slug = slugs[n % len(slugs)]
@@ -67,13 +72,14 @@ def reader(base: str, slugs: list[str], seconds: float, out: str, max_reads: int
             response = conn.getresponse()
             body = response.read()
             status, state = response.status, response.getheader("X-Freshcache", "")
+            near_hits = response.getheader("X-Bench-Near-Hits")
         except OSError as exc:
-            body, status, state = b"", 0, f"error {exc}"
+            body, status, state, near_hits = b"", 0, f"error {exc}", None
         finally:
             conn.close()
         t1 = time.monotonic_ns()
         markers = sorted({m.decode() for m in MARKER.findall(body)})
-        rows.append([t0, t1, slug, status, state.split(";")[0], markers])
+        rows.append([t0, t1, slug, status, state.split(";")[0], markers, near_hits])
     Path(out).write_text(json.dumps(rows))
 
 
@@ -148,9 +154,12 @@ class Writer:
             self._outside = psycopg.connect(**params, autocommit=True)
         return self._outside
 
-    def write_outside(self, slug: str, post: Any, new: str) -> tuple[list[str], list[str]]:
+    def write_outside(
+        self, slug: str, post: Any, new: str
+    ) -> tuple[list[str], list[str], int]:
         """Edit one of the writer's comments and insert one, in one transaction outside
-        Django; return the markers added and removed."""
+        Django; return the markers added and removed, and the id of the transaction's last
+        invalidation-log row (written by the triggers)."""
         conn = self.outside()
         pk = self._comment_on(slug, "outside")
         inserted = self.marker()
@@ -163,12 +172,28 @@ class Writer:
                 "VALUES (%s, 'outside', %s, now(), true) RETURNING id",
                 [post.pk, f"outside {inserted}"],
             ).fetchone()
+            (last_row,) = conn.execute("SELECT max(id) FROM freshcache_log").fetchone()
         removes = []
         if pk is not None:
             removes.append(self.comments[pk][1])
             self.comments[pk] = (slug, new)
         self.comments[int(new_pk)] = (slug, inserted)
-        return ([new] if pk is not None else []) + [inserted], removes
+        return ([new] if pk is not None else []) + [inserted], removes, int(last_row)
+
+    def applied(self, last_row: int, within: float) -> int | None:
+        """When the relays had applied the log rows up to ``last_row`` (a relay deletes a row
+        once applied to every store): polled every millisecond for ``within`` seconds at most;
+        ``None`` if not by then (the control run, with no relay)."""
+        conn = self.outside()
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = conn.execute(
+                "SELECT 1 FROM freshcache_log WHERE id <= %s LIMIT 1", [last_row]
+            ).fetchone()
+            if found is None:
+                return time.monotonic_ns()
+            time.sleep(0.001)
+        return None
 
     def write(self, path: str, slug: str) -> dict[str, Any] | None:
         from django.db import connection
@@ -178,6 +203,7 @@ class Writer:
         post = self.posts[slug]
         new = self.marker()
         adds, removes = [new], []
+        t_applied = None
         t_invoke = time.monotonic_ns()
         if path == "form":
             response = self.anon.post(
@@ -208,8 +234,11 @@ class Writer:
                 removes.append(self.titles[slug])
             self.titles[slug] = new
         elif path == "outside":
-            adds, removes = self.write_outside(slug, post, new)
+            adds, removes, last_row = self.write_outside(slug, post, new)
             t_ack = time.monotonic_ns()
+            # Within the quiet time after the write: the stale reads it may cause are told
+            # apart by whether they started before its invalidation was applied.
+            t_applied = self.applied(last_row, OUTSIDE_QUIET[1])
         elif path == "m2m":
             if not self.tags:
                 return None
@@ -255,7 +284,7 @@ class Writer:
                 adds = []
         record = {
             "path": path, "slug": slug, "t_invoke": t_invoke, "t_ack": t_ack,
-            "adds": adds, "removes": removes,
+            "adds": adds, "removes": removes, "t_applied": t_applied,
         }
         self.writes.append(record)
         return record
@@ -277,11 +306,15 @@ def writer(variant: str, base: str, slugs: list[str], seconds: float, out: str) 
         n += 1
         if path == "outside":
             time.sleep(OUTSIDE_QUIET[0])
+        started = time.monotonic()
         try:
             w.write(path, slug)
         except Exception as exc:  # report, keep going: one failed write is not a stale read
             errors.append(f"{path}: {type(exc).__name__}: {exc}")
-        time.sleep(OUTSIDE_QUIET[1] if path == "outside" else 0.03)
+        if path == "outside":  # the quiet time includes the wait for the relays
+            time.sleep(max(0.0, OUTSIDE_QUIET[1] - (time.monotonic() - started)))
+        else:
+            time.sleep(0.03)
     Path(out).write_text(json.dumps({"writes": w.writes, "errors": errors[:20],
                                      "error_count": len(errors)}))
 
@@ -305,7 +338,10 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
     checked = stale = 0
     max_staleness_ns = 0
     examples: list[dict[str, Any]] = []
-    for t0, t1, slug, status, _state, markers in reads:
+    #: Stale reads after outside writes, by whether they started before the relays had applied
+    #: the write (the window docs/outside-writes.md states) or after (a lost invalidation).
+    outside = {"before_applied": 0, "after_applied": 0, "not_applied": 0}
+    for t0, t1, slug, status, state, markers, near_hits in reads:
         if status != 200:
             continue
         found = set(markers)
@@ -315,6 +351,7 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
         checked += 1
         bad_paths = set()
         worst = 0
+        outside_when = set()
         for w in relevant:
             checks_by_path[w["path"]] += 1
             missing = [m for m in w["adds"] if m not in found and removed_at.get(m, t1 + 1) > t1]
@@ -322,15 +359,28 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
             if missing or lingering:
                 bad_paths.add(w["path"])
                 worst = max(worst, t0 - w["t_ack"])
+                applied = w.get("t_applied")
+                if w["path"] == "outside":
+                    outside_when.add("not_applied" if applied is None else
+                                     "before_applied" if t0 < applied else "after_applied")
                 if len(examples) < 5:
                     examples.append({"path": w["path"], "slug": slug, "missing": missing,
                                      "lingering": lingering,
-                                     "ms_after_ack": (t0 - w["t_ack"]) / 1e6})
+                                     "ms_after_ack": (t0 - w["t_ack"]) / 1e6,
+                                     "applied_ms_after_ack":
+                                         None if applied is None else (applied - w["t_ack"]) / 1e6,
+                                     "state": state, "near_hits": near_hits})
         if bad_paths:
             stale += 1
             max_staleness_ns = max(max_staleness_ns, worst)
             for path in bad_paths:
                 stale_by_path[path] += 1
+            for when in ("after_applied", "not_applied", "before_applied"):
+                if when in outside_when:  # the worst, if several outside writes are missed
+                    outside[when] += 1
+                    break
+    lags = [(w["t_applied"] - w["t_ack"]) / 1e6 for w in writes
+            if w["path"] == "outside" and w.get("t_applied") is not None]
     return {
         "reads": len(reads),
         "reads_ok": sum(1 for r in reads if r[3] == 200),
@@ -340,7 +390,18 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
         "checks_by_path": checks_by_path,
         "max_staleness_ms": max_staleness_ns / 1e6,
         "hits": sum(1 for r in reads if r[4] == "hit"),
+        # fc-near only (bench/site/near_probe.py): hits its near cache served.
+        "near_hits": sum(1 for r in reads if r[4] == "hit" and r[6] not in (None, "0")),
         "examples": examples,
+        "outside_stale": outside,
+        # When the relays had applied an outside write, ms after its commit returned.
+        "outside_applied_ms": {
+            "n": len(lags), "not_applied": sum(
+                1 for w in writes if w["path"] == "outside" and w.get("t_applied") is None
+            ),
+            "p50": percentile(lags, 50), "p99": percentile(lags, 99),
+            "max": max(lags, default=float("nan")),
+        },
     }
 
 
@@ -399,7 +460,11 @@ def run_variant(
     log(f"freshness {variant}{'' if relays else ' (relays off)'}: "
         f"{result['reads_checked']} reads checked, "
         f"{result['stale_reads']} stale, {result['writes']} writes, "
-        f"{result['hits']} hits, max staleness {result['max_staleness_ms']:.0f} ms")
+        f"{result['hits']} hits"
+        + (f" ({result['near_hits']} from the near cache)" if result["near_hits"] else "")
+        + f", max staleness {result['max_staleness_ms']:.0f} ms; outside stale reads that "
+        f"started before / after the relays had applied the write: "
+        f"{result['outside_stale']['before_applied']} / {result['outside_stale']['after_applied']}")
     return result
 
 

@@ -5,10 +5,11 @@
 The blog, served in-process by Django's test client with ``freshcache.middleware.CacheMiddleware``
 added to its middleware (site-wide caching: every query string is a key of its own), caching
 into a throwaway ``redis-server`` started with ``--maxmemory`` and ``--maxmemory-policy``. Each
-flood request asks the front page with a random ``?utm_…`` query string: one new entry each (a
-rendered front page, about 25 KB). Every 10th request asks the plain front page (the fixed page
-whose hit rate is reported); every 10% of the run a post's title is changed through the ORM and
-the front page must show it at once (freshness under eviction).
+flood request asks the front page with a random ``?utm_…`` query string, at ``/flood/``: the blog's
+front page view without its own ``cache_page`` (which keys only ``?page=``), so every query string
+is an entry of its own (a rendered front page, about 25 KB). Every 10th request asks the plain
+front page (the fixed page whose hit rate is reported); every 10% of the run a post's title is
+changed through the ORM and the front page must show it at once (freshness under eviction).
 
 Reports Redis's ``used_memory`` sampled every 50 requests and its own ``used_memory_peak``,
 against ``maxmemory``; the statuses served; the fixed page's hit rate; keys evicted; and the
@@ -49,7 +50,7 @@ def flood(requests: int, maxmemory: int, server: RedisServer) -> dict[str, Any]:
     started = time.monotonic()
     with override_settings(MIDDLEWARE=middleware):
         for i in range(requests):
-            response = browser.get(f"/?utm_campaign={secrets.token_hex(8)}")
+            response = browser.get(f"/flood/?utm_campaign={secrets.token_hex(8)}")
             statuses[response.status_code] += 1
             reasons[response.get("X-Freshcache", "?").split(";")[0]] += 1
             if i % 10 == 0:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import textwrap
 from typing import Any
 
 from bench.common import PYTHON, RESULTS, log
 from bench.freshness import PATHS
-from bench.throughput import VARIANTS
+from bench.throughput import ASGI_VARIANTS, HITS_VARIANTS, LABELS, VARIANTS
 
 
 def _pyplot() -> Any:
@@ -37,27 +38,7 @@ def tables(results: dict[str, Any]) -> str:
     ]
     for name, error in (results.get("errors") or {}).items():
         out += [f"**{name} failed**: `{error}`", ""]
-    tp = results.get("throughput")
-    if tp:
-        out += [
-            "### Throughput and latency",
-            "",
-            f"gunicorn, {tp['workers']} sync workers; wrk, 1 thread, {tp['connections']} "
-            f"connections; {tp['rounds']} round(s) x {tp['seconds_per_run']} s per variant, "
-            f"interleaved. Mix: {tp['mix']} ({tp['posts_in_mix']} posts).",
-            "",
-            "| Variant | req/s | p50 ms | p99 ms | x no cache | x floor | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for v in VARIANTS:
-            r = tp["variants"][v]
-            out.append(
-                f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['vs_nocache']:.2f} | {r['vs_floor']:.2f} | {r['errors']} |"
-            )
-        fc, dj = tp["variants"]["fc-redis"], tp["variants"]["django"]
-        out += ["", f"freshcache (Redis) / Django cache_page (Redis): "
-                    f"**{fc['rps'] / dj['rps']:.2f}x** requests/s.", ""]
+    out += throughput_tables(results)
     cap = results.get("capture")
     if cap:
         out += [
@@ -73,25 +54,37 @@ def tables(results: dict[str, Any]) -> str:
         ]
     hc = results.get("hitcost")
     if hc and "django" in hc and "fc-redis" in hc:
-        dj, fc = hc["django"], hc["fc-redis"]
-        near = hc.get("fc-near")
-        near_cells = (
-            f" {near['page_hit']['median_us']:.0f} | "
-            f"{near['page_hit']['median_us'] / dj['page_hit']['median_us']:.2f} |"
-            if near
-            else " - | - |"
-        )
         out += [
             "### One hit in-process (no HTTP, no middleware; microseconds, medians)",
             "",
-            "| Django cache_page hit (Redis) | freshcache cache_page hit (Redis) | "
-            "freshcache / Django | freshcache with near cache | near / Django | floor view | "
-            "Django: two cache.get() | freshcache: one store.lookup() |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {dj['page_hit']['median_us']:.0f} | {fc['page_hit']['median_us']:.0f} | "
-            f"{fc['page_hit']['median_us'] / dj['page_hit']['median_us']:.2f} |{near_cells} "
-            f"{fc['floor_view']['median_us']:.0f} | {dj['store_calls']['median_us']:.0f} | "
-            f"{fc['store_calls']['median_us']:.0f} |",
+            "Each library's `cache_page` around the blog's view, called with `RequestFactory`. "
+            "The post page's hit also runs its view_count placeholder (one query); the front "
+            "page's has no per-request work. The floor view includes building the request.",
+            "",
+            "| Page | Django cache_page (Redis) | freshcache (Redis) | freshcache / Django | "
+            "freshcache, near cache | near / Django | near - floor | floor view |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        near = hc.get("fc-near")
+        floor_us = hc["fc-redis"]["floor_view"]["median_us"]
+        for case, label in (("front_hit", "front page"), ("page_hit", "post page")):
+            if case not in hc["django"] or case not in hc["fc-redis"]:
+                continue
+            dj, fc = hc["django"][case]["median_us"], hc["fc-redis"][case]["median_us"]
+            if near and case in near:
+                nr = near[case]["median_us"]
+                near_cells = f"{nr:.0f} | {nr / dj:.2f} | {nr - floor_us:+.0f}"
+            else:
+                near_cells = "- | - | -"
+            out.append(
+                f"| {label} | {dj:.0f} | {fc:.0f} | {fc / dj:.2f} | {near_cells} | {floor_us:.0f} |"
+            )
+        dj_calls = hc["django"]["store_calls"]["median_us"]
+        fc_calls = hc["fc-redis"]["store_calls"]["median_us"]
+        out += [
+            "",
+            f"Store calls underneath: Django's two `cache.get()` {dj_calls:.0f} µs, freshcache's "
+            f"one `store.lookup()` {fc_calls:.0f} µs.",
             "",
         ]
     fan = results.get("fanout")
@@ -142,6 +135,8 @@ def tables(results: dict[str, Any]) -> str:
         ]
         for variant, r in fr.items():
             hits = f"{r['hits']:,}" if variant.startswith("fc-") else "n/a"
+            if r.get("near_hits"):  # fc-near: how many of them the near cache served
+                hits += f" ({r['near_hits']:,} from the near cache)"
             by_path = r["stale_by_path"]
             out.append(
                 f"| {variant} | {r['seconds']:.0f} | {r['writes']} | {r['reads']:,} | "
@@ -150,6 +145,27 @@ def tables(results: dict[str, Any]) -> str:
                 + f" | {r['max_staleness_ms']:.0f} | {r['write_errors']} |"
             )
         out.append("")
+        if any("outside_stale" in r for r in fr.values()):
+            out += [
+                "Outside writes: when the relays had applied them (their log rows deleted, "
+                "polled every ms by the writer), and the stale reads after them by whether "
+                "they started before that (the window docs/outside-writes.md states) or after "
+                "(an invalidation lost: must be 0).",
+                "",
+                "| Variant | applied, ms after the commit returned (p50 / p99 / max) | writes "
+                "not applied within 0.4 s | stale, not applied | stale, started before applied "
+                "| **stale, started after applied** |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+            ]
+            for variant, r in fr.items():
+                if "outside_stale" not in r:
+                    continue
+                lag, st = r["outside_applied_ms"], r["outside_stale"]
+                out.append(
+                    f"| {variant} | {_dist(lag)} | {lag['not_applied']} | {st['not_applied']} | "
+                    f"{st['before_applied']} | **{st['after_applied']}** |"
+                )
+            out.append("")
         if any(not r.get("relays", True) for r in fr.values()):
             out += ["The control run (relays off) is the same checker with `RELAY: False` in "
                     "the server and the writer: nothing applies the invalidation log, so only "
@@ -157,7 +173,96 @@ def tables(results: dict[str, Any]) -> str:
                     "see a lost outside invalidation.", ""]
     out += log_tables(results)
     out += flood_table(results)
+    out += near_tables(results)
+    out += edge_tables(results)
     return "\n".join(out)
+
+
+def throughput_tables(results: dict[str, Any]) -> list[str]:
+    """Requests/s and latency per variant, under gunicorn then uvicorn, with issue 11's ratios."""
+    tp = results.get("throughput")
+    if not tp:
+        return []
+    out = [
+        "### Throughput and latency",
+        "",
+        f"gunicorn, {tp['workers']} sync workers; wrk, 1 thread, {tp['connections']} "
+        f"connections; {tp['rounds']} round(s) x {tp['seconds_per_run']} s per variant, "
+        f"interleaved. Mix: {tp['mix']} ({tp['posts_in_mix']} posts).",
+        "",
+        *_throughput_rows(tp["variants"], VARIANTS),
+    ]
+    out += _target_rows(tp.get("targets"))
+    hits = tp.get("hits")
+    if hits:
+        out += [
+            "### Hits that run no SQL",
+            "",
+            f"The same gunicorn servers and rounds, on the {hits['pages']}: their hits query "
+            "nothing, where a post page's hit counts the view (an `UPDATE`, every variant) and "
+            "freshcache's fills the live count (a `SELECT`). x floor is against the constant "
+            "view of the mix above; the front page as a constant (its bytes, returned by a view "
+            "of the no-cache server) is the floor of these pages: what sending them through the "
+            "same stack costs with no cache at all.",
+            "",
+            *_throughput_rows(hits["variants"], HITS_VARIANTS),
+        ]
+        out += _target_rows(hits.get("targets"))
+    asgi = tp.get("asgi")
+    if asgi:
+        out += [
+            "### Throughput and latency under ASGI",
+            "",
+            f"{asgi['server']}, {asgi['workers']} workers; the same wrk (a new connection "
+            "per request), mix and rounds, interleaved with the gunicorn variants. Database "
+            "connections come from Django's pool (`OPTIONS: {\"pool\": True}`, see "
+            "`bench/site/asgi.py`).",
+            "",
+            *_throughput_rows(asgi["variants"], ASGI_VARIANTS),
+        ]
+        out += _target_rows(asgi.get("targets"))
+    return out
+
+
+def _throughput_rows(variants: dict[str, Any], order: list[str]) -> list[str]:
+    out = [
+        "| Variant | req/s | p50 ms | p99 ms | x no cache | x floor | server CPU ms/request "
+        "| errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in order:
+        if v not in variants:
+            continue
+        r = variants[v]
+        nocache = f"{r['vs_nocache']:.2f}" if "vs_nocache" in r else "n/a"
+        cpu = f"{r['cpu_ms_per_request']:.2f}" if "cpu_ms_per_request" in r else "n/a"
+        out.append(
+            f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{nocache} | {r['vs_floor']:.2f} | {cpu} | {r['errors']} |"
+        )
+    return [*out, ""]
+
+
+def _target_rows(targets: list[dict[str, Any]] | None) -> list[str]:
+    """Issue 11's ratios of requests/s, measured, next to its targets."""
+    if not targets:
+        return []
+    out = [
+        "| Requests/s ratio | whole run | median of rounds (lowest-highest) | issue 11's "
+        "target | met |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for t in targets:
+        a, _, b = t["ratio"].partition(" / ")
+        rounds = "n/a"
+        if "round_median" in t:
+            low, high = t["round_range"]
+            rounds = f"{t['round_median']:.2f} ({low:.2f}-{high:.2f})"
+        out.append(
+            f"| {LABELS.get(a, a)} / {LABELS.get(b, b)} | **{t['value']:.2f}** | {rounds} | "
+            f">= {t['target']:.2f} | {'yes' if t['value'] >= t['target'] else 'no'} |"
+        )
+    return [*out, ""]
 
 
 def flood_table(results: dict[str, Any]) -> list[str]:
@@ -184,6 +289,172 @@ def flood_table(results: dict[str, Any]) -> list[str]:
         )
     out.append("")
     return out
+
+
+def near_tables(results: dict[str, Any]) -> list[str]:
+    """The near cache: adversarial trials at scale, memory under a flood (issue 11)."""
+    out: list[str] = []
+    adv = results.get("near_adversarial")
+    if adv:
+        out += [
+            "### Near cache: a write returns in one process, another reads at once",
+            "",
+            f"`bench/near_adversarial.py`: {adv['trials_per_mode']:,} trials per mode, each on "
+            "a throwaway redis-server. A trial is armed when the reader's lookup just before the "
+            "write was served from its near cache; the read after the write must not be a hit "
+            "from it (stale whether the bump got through or gave up) nor a Redis hit after a bump "
+            "that got through.",
+            "",
+            "| Mode | trials | faults (while armed) | armed | **stale** | read after the write: "
+            "near cache / Redis / unavailable | bumps that gave up | seconds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for mode, r in adv["modes"].items():
+            out.append(
+                f"| {mode} | {r['trials']:,} | {r['faults']} ({r['armed_faults']}) | "
+                f"{r['armed']:,} | **{r['stale']}** | {r['after_from_near']:,} / "
+                f"{r['after_from_redis']:,} / {r['after_unavailable']:,} | "
+                f"{r['bumps_gave_up']} | {r['seconds']:.1f} |"
+            )
+        out.append("")
+    nm = results.get("near_memory")
+    if nm:
+        mib = 1024 * 1024
+        out += [
+            "### Near cache memory under a flood of distinct pages",
+            "",
+            "`bench/near_memory.py`: new pages with random query strings, each asked twice "
+            "(stored, then a hit from the near cache, which then keeps the decoded page too): "
+            "post pages, or a small page (one post's title). Counted: `NearCache.bytes`, after "
+            "every page. Real: the deep `sys.getsizeof` of the entries and tag index (sampled "
+            "every 5% of the flood), and what emptying a refilled near cache gave back under "
+            "tracemalloc (2 rounds); ratios real / counted. Entries are pages and, for post pages, "
+            "their template fragments (only pages keep a decoded copy).",
+            "",
+            "| Pages | bound | pages | entries when full (keeping a decoded page) | payload "
+            "(median) | tags | counted "
+            "per entry | max counted | pages leaving it over the bound | deep / counted (min / "
+            "median / max) | tracemalloc freed / counted | RSS start / max |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for shape, r in nm.items():
+            out.append(
+                f"| {shape} | {r['bound']:,} | {r['pages']:,} | {r['entries_when_full']:,} "
+                f"({r['entries_keeping_a_decoded_page']:,}) | "
+                f"{r['payload_bytes_median']:,.0f} | {r['tags_per_entry_median']:.0f} | "
+                f"{r['counted_per_entry_median']:,.0f} | {r['max_counted_bytes']:,} | "
+                f"{r['pages_leaving_it_over_the_bound']} | "
+                f"{_ratio_cells(r['deep_over_counted'])} | "
+                f"{_ratio_cells(r['freed_over_counted'])} | "
+                f"{r['rss']['start'] / mib:.1f} / {r['rss']['max'] / mib:.1f} MiB |"
+            )
+        inv = nm.get("post", {}).get("invalidations_remembered")
+        if inv:
+            out += [
+                "",
+                f"Bounded apart: the last invalidations (at most {inv['capacity']:,}, and at most "
+                "a sixteenth of the bound, 64 KiB at least), remembered to decide whether an "
+                "entry fetched meanwhile may be kept. Filled by "
+                f"{inv['bumps']:,} bumps of the post pages' tag sets from another store "
+                f"({inv['tags']:,} tags): {inv['deep_bytes'] / mib:.2f} MiB, "
+                f"{inv['bytes_per_tag']:.0f} bytes per tag.",
+            ]
+        out.append("")
+    return out
+
+
+def edge_tables(results: dict[str, Any]) -> list[str]:
+    """Issue 12: the front page through Varnish and nginx beside Django's hit; the purge lag."""
+    from bench.edge import LABELS as EDGE_LABELS
+    from bench.edge import VARIANTS as EDGE_VARIANTS
+
+    ed = results.get("edge")
+    if not ed:
+        return []
+    out = [
+        "### The edge: the front page from Django, Varnish and nginx",
+        "",
+        f"One gunicorn ({ed['workers']} sync workers, the Redis store) with `EDGE` (keys for "
+        "Varnish, the Varnish purger, publishing of `/` and `/post/`); varnishd with "
+        "tests/edge/varnish.vcl and nginx (2 workers) with tests/edge/nginx.conf in front of "
+        "it; the floors from a second gunicorn, freshcache off. wrk, 1 thread, "
+        f"{ed['connections']} connections, a new connection per request unless keep-alive; "
+        f"{ed['rounds']} round(s) x {ed['seconds_per_run']} s per variant, interleaved. "
+        "Server CPU is that of the server's process group (wrk's and the kernel's share of "
+        "connection setup is not in it).",
+        "",
+        "| Variant | req/s | p50 ms | p99 ms | x floor | server CPU ms/request | body bytes "
+        "| errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in EDGE_VARIANTS:
+        r = ed["variants"].get(v)
+        if r:
+            out.append(
+                f"| {EDGE_LABELS[v]} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                f"{r['vs_floor']:.2f} | {r['cpu_ms_per_request']:.3f} | {r['body_bytes']} | "
+                f"{r['errors']} |"
+            )
+    out += [
+        "",
+        "| Requests/s ratio | whole run | median of rounds (lowest-highest) | target | met "
+        "| server CPU per request, denominator / numerator |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for t in ed["ratios"]:
+        a, _, b = t["ratio"].partition(" / ")
+        low, high = t["round_range"]
+        target = t["target"]
+        met = "-" if target is None else ("yes" if t["value"] >= target else "no")
+        out.append(
+            f"| {EDGE_LABELS[a]} / {EDGE_LABELS[b]} | **{t['value']:.2f}** | "
+            f"{t['round_median']:.2f} ({low:.2f}-{high:.2f}) | "
+            f"{'-' if target is None else f'>= {target:.0f}'} | {met} | "
+            f"{t['cpu_per_request_b_over_a']:.1f} |"
+        )
+    lag = ed.get("lag") or {}
+    if lag:
+        out += [
+            "",
+            "#### Purge lag (ms: p50 / p90 / p99 / max)",
+            "",
+            "A writer process updates the title of the newest post (on the front page), spaced "
+            "20-80 ms after the previous write's new page was read; after each write returns it "
+            "reads `/` through the edge in a loop until the new title shows. Until the new "
+            "read: from the write's return to the end of that response. Until it began: the "
+            "purge lag to within one poll (Varnish) or nothing (nginx: the file was already "
+            "gone). That read: the response that showed it, a miss rendered by Django. "
+            f"Varnish purger `SETTLE` {ed['settle']:.0f} s (the default).",
+            "",
+            "| Edge | writes | until the new read | until it began | that read (a miss) "
+            "| before the write; after it |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for mode, r in lag.items():
+            gone = "n/a"
+            if "varnish_hit_before_write" in r:
+                gone = (f"a Varnish hit before {r['varnish_hit_before_write']} of {r['writes']} "
+                        f"writes; {r['timeouts']} never showed the new title in 30 s")
+            if "gone_or_new_at_first_look" in r:
+                gone = (f"the file there before {r['file_before_write']} of {r['writes']} "
+                        f"writes; gone at the first look after the return "
+                        f"({r['first_look']['p50']:.3f} ms after it, p50) "
+                        f"{r['gone_or_new_at_first_look']} of {r['writes']}")
+            out.append(
+                f"| {mode} | {r['writes']} | {_dist4(r['until_new_read'])} | "
+                f"{_dist4(r['until_that_read_began'])} | {_dist4(r['that_read'])} | {gone} |"
+            )
+    return [*out, ""]
+
+
+def _dist4(d: dict[str, Any]) -> str:
+    if not d.get("n"):
+        return "n/a"
+    return f"{d['p50']:.1f} / {d['p90']:.1f} / {d['p99']:.1f} / {d['max']:.1f}"
+
+
+def _ratio_cells(r: dict[str, float]) -> str:
+    return f"{r['min']:.2f} / {r['median']:.2f} / {r['max']:.2f}" if r else "n/a"
 
 
 def _dist(d: dict[str, Any]) -> str:
@@ -289,26 +560,19 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
     made = []
     tp = results.get("throughput")
     if tp:
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        labels = [tp["variants"][v]["label"].replace(" ", "\n") for v in VARIANTS]
-        rps = [tp["variants"][v]["rps"] for v in VARIANTS]
-        colors = ["#999", "#d62728", "#1f77b4", "#1f77b4", "#1f77b4", "#2ca02c"]
-        ax1.bar(range(len(VARIANTS)), rps, color=colors)
-        ax1.set_xticks(range(len(VARIANTS)), labels, fontsize=7)
-        ax1.set_ylabel("requests/s")
-        ax1.set_title("Throughput (higher is better)")
-        for i, value in enumerate(rps):
-            ax1.text(i, value, f"{value:.0f}", ha="center", va="bottom", fontsize=8)
-        x = range(len(VARIANTS))
-        ax2.bar([i - 0.2 for i in x], [tp["variants"][v]["p50_ms"] for v in VARIANTS], 0.4,
-                label="p50")
-        ax2.bar([i + 0.2 for i in x], [tp["variants"][v]["p99_ms"] for v in VARIANTS], 0.4,
-                label="p99")
-        ax2.set_yscale("log")
-        ax2.set_xticks(list(x), labels, fontsize=7)
-        ax2.set_ylabel("latency, ms (log)")
-        ax2.set_title("Latency (lower is better)")
-        ax2.legend()
+        panels = [("gunicorn, 2 sync workers", tp["variants"], VARIANTS)]
+        if tp.get("hits"):
+            floor = {"floor": tp["variants"]["floor"]}
+            panels.append(("gunicorn, front pages only", {**tp["hits"]["variants"], **floor},
+                           [*HITS_VARIANTS, "floor"]))
+        if tp.get("asgi"):
+            panels.append((f"{tp['asgi']['server']}, 2 workers", tp["asgi"]["variants"],
+                           ASGI_VARIANTS))
+        fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.2 * len(panels)), squeeze=False)
+        for (server, variants, order), (ax1, ax2) in zip(panels, axes, strict=True):
+            _throughput_panel(ax1, ax2, server, variants, [v for v in order if v in variants])
+        fig.suptitle(f"wrk, {tp['connections']} connections, {tp['rounds']} x "
+                     f"{tp['seconds_per_run']} s per variant", fontsize=9)
         fig.tight_layout()
         made.append(_save(fig, plt, f"{name}-throughput.png"))
     fan = results.get("fanout")
@@ -345,6 +609,35 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
         fig.tight_layout()
         made.append(_save(fig, plt, f"{name}-freshness.png"))
     return made
+
+
+#: Bar colours: no cache grey, Django red, freshcache blue (near cache darker), the floor green.
+COLORS = {
+    "nocache": "#999", "django": "#d62728", "fc-near": "#08306b", "floor": "#2ca02c",
+    "floor-page": "#74c476",
+}
+
+
+def _throughput_panel(
+    ax1: Any, ax2: Any, server: str, variants: dict[str, Any], order: list[str]
+) -> None:
+    """Requests/s (left) and p50/p99 latency (right) of one server's variants."""
+    labels = [textwrap.fill(variants[v]["label"], 16) for v in order]
+    x = range(len(order))
+    rps = [variants[v]["rps"] for v in order]
+    ax1.bar(x, rps, color=[COLORS.get(v, "#1f77b4") for v in order])
+    ax1.set_xticks(list(x), labels, fontsize=7)
+    ax1.set_ylabel("requests/s")
+    ax1.set_title(f"Throughput, {server} (higher is better)", fontsize=9)
+    for i, value in enumerate(rps):
+        ax1.text(i, value, f"{value:.0f}", ha="center", va="bottom", fontsize=8)
+    ax2.bar([i - 0.2 for i in x], [variants[v]["p50_ms"] for v in order], 0.4, label="p50")
+    ax2.bar([i + 0.2 for i in x], [variants[v]["p99_ms"] for v in order], 0.4, label="p99")
+    ax2.set_yscale("log")
+    ax2.set_xticks(list(x), labels, fontsize=7)
+    ax2.set_ylabel("latency, ms (log)")
+    ax2.set_title(f"Latency, {server} (lower is better)", fontsize=9)
+    ax2.legend()
 
 
 def _save(fig: Any, plt: Any, filename: str) -> str:

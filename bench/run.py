@@ -1,7 +1,8 @@
 """``make bench``: every benchmark, then the tables, JSON and charts in bench/results/.
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
-                                                   writes,relay,flood,flight]
+                                                   writes,relay,flood,flight,near,nearmem,
+                                                   edge]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -135,7 +136,7 @@ def main() -> int:
         results["freshness"] = {}
         seconds = 12 if quick else 45
         with tempfile.TemporaryDirectory() as tmp:
-            for variant in ("fc-database", "fc-redis", "django"):
+            for variant in ("fc-database", "fc-redis", "fc-near", "django"):
                 data = section(f"freshness-{variant}", lambda v=variant: freshness.run_variant(
                     v, seconds, Path(tmp)
                 ))
@@ -173,11 +174,41 @@ def main() -> int:
                 results["flood"][policy] = data
                 common.log(f"flood {policy}: peak {data['used_memory_peak']:,} bytes of "
                            f"{data['maxmemory']:,}, statuses {data['statuses']}")
+    # -- the near cache (issue 11): coherence at scale, memory under a flood --------------------
+    if wanted("near"):
+        common.log("near cache: a write returns, another process reads (healthy, kill, pause)")
+        results["near_adversarial"] = section("near", lambda: run_json(
+            ["bench.near_adversarial", "2000" if quick else "10000"], "fc-near", 900
+        ))
+        if results["near_adversarial"]:
+            common.log("near cache adversarial, stale reads: " + ", ".join(
+                f"{mode} {r['stale']}/{r['trials']} ({r['armed']} armed)"
+                for mode, r in results["near_adversarial"]["modes"].items()
+            ))
+    if wanted("nearmem"):
+        common.log("near cache: a flood of distinct pages against its byte bound")
+        results["near_memory"] = {}
+        sizes = {"post": ("300", "1mb") if quick else ("800", "4mb"),
+                 "small": ("500", "256kb") if quick else ("1200", "1mb")}
+        for shape, (pages, size) in sizes.items():
+            data = section(f"nearmem-{shape}", lambda a=[shape, pages, size]: run_json(
+                ["bench.near_memory", *a], "fc-redis", 900
+            ))
+            if data:
+                results["near_memory"][shape] = data
+                common.log(f"near cache memory, {shape} pages: max counted "
+                           f"{data['max_counted_bytes']:,} of {data['bound']:,} bytes; "
+                           f"real / counted {data['freed_over_counted']}")
     if wanted("flight"):
         common.log("single flight: renders and latency of a burst after an invalidation")
         results["flight"] = section("flight", lambda: run_json(
             ["bench.single_flight", "3" if quick else "5"], "fc-redis", 600
         ))
+    if wanted("edge"):
+        from bench import edge
+
+        common.log("the edge: hits through Varnish and nginx, purge lag (issue 12)")
+        results["edge"] = section("edge", lambda: edge.run(quick))
     results["errors"] = errors
     results = {k: v for k, v in results.items() if v is not None}
     results["seconds"] = time.monotonic() - started

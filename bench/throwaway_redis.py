@@ -1,7 +1,8 @@
 """A throwaway ``redis-server`` on a free loopback port, started, paused and stopped by PID.
 
-The same idea as the test suite's ``tests/helpers/redis_server.py`` (bench/ never imports
-tests/): the relay benchmark pauses its own server with SIGSTOP, never the shared one.
+The same idea as the test suite's ``tests/helpers/redis_server.py`` (bench/ imports from tests/
+only the near cache's trial protocol, ``tests/helpers/near_trials.py``): the relay benchmark
+pauses its own server with SIGSTOP, never the shared one.
 """
 
 from __future__ import annotations

@@ -101,6 +101,21 @@ STORE_UNBUILT = (
          "with unknown option(s) max_entris; memory:// understands: max_entries, max_tags"),
         ("database://?alias=cache", "FRESHCACHE store 'default' uses database alias 'cache', "
          "which is not in DATABASES"),
+        ("database://?near_cache=64mb", "FRESHCACHE store 'default' has URL "
+         "'database://?near_cache=64mb': a near cache is a Redis store option. A database:// "
+         "store has no invalidation channel a write can wait on (PostgreSQL's NOTIFY reaches "
+         "other processes after the COMMIT returns); see docs/internals.md, \"The near "
+         "cache\"."),
+        ("memory://?near_cache=1mb", "FRESHCACHE store 'default' has URL "
+         "'memory://?near_cache=1mb': a near cache is a Redis store option. A memory:// store "
+         "lives in the process already."),
+        ("redis://127.0.0.1:6379/0?prefix=a&near_cache=1mb&prefix=b", "FRESHCACHE store "
+         "'default' has URL 'redis://127.0.0.1:6379/0?prefix=a&near_cache=1mb&prefix=b': "
+         "option(s) given twice: prefix"),
+        ("redis://127.0.0.1:6379/0?near_cache=", "FRESHCACHE store 'default' has URL "
+         "'redis://127.0.0.1:6379/0?near_cache=': option(s) without a value: near_cache"),
+        ("redis://127.0.0.1:6379/0?near_cache=4kb", "near_cache must be 0 (none) or at least "
+         "64kb, not 4096 bytes: each entry counts 2 KB of overhead plus twice its payload"),
         ("memcached://127.0.0.1:11211", "FRESHCACHE store 'default' has URL "
          "'memcached://127.0.0.1:11211' with unknown scheme 'memcached'; use one of: memory://, "
          "database://, redis://, rediss://"),
@@ -336,6 +351,11 @@ def test_missing_redis_driver_at_run_time(tmp_path: Path) -> None:
         "redis://127.0.0.1:6379/9?socket_timeout=-1",
         "redis://127.0.0.1:6379/9?socket_timeout=inf",
         "redis://127.0.0.1:6379/9?connect_timeout=1e400",
+        # issue 11 break-it review: accepted, and quietly meant something else
+        "redis://127.0.0.1:6379/9?near_cache=1",  # a near cache that holds nothing
+        "redis://127.0.0.1:6379/9?near_cache=",  # no near cache at all
+        "redis://127.0.0.1:6379/9?near_cache=64mb&near_cache=0",  # the last one won
+        "memory://?max_entries=",
     ],
 )
 def test_a_store_url_that_cannot_be_used_is_e005_and_uncached(url: str) -> None:

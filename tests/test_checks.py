@@ -58,6 +58,21 @@ CACHE_HINT = (
     "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. See "
     "docs/settings.md."
 )
+EDGE_HINT = (
+    "Write EDGE as a dict: 'KEYS' lists the edges in front of the site (akamai, cloudflare, "
+    "fastly, varnish), 'SEND_KEYS' is True or False, 'MAX_HEADER_BYTES' a whole number of bytes "
+    "or None, 'PURGERS' a list of dicts with a 'BACKEND' and its options, 'PUBLISH' a dict "
+    "with an absolute 'ROOT' and a list of 'URLS' patterns. See docs/edge.md."
+)
+SHADOW_HINT = (
+    "Write SHADOW as a dict: 'RATE' the share of page hits to re-render, a number from 0 to 1 "
+    "(0.01 is 1%), 'EXCLUDE' a list of path patterns never re-rendered, 'QUEUE_SIZE' a whole "
+    "number greater than 0. See docs/observability.md."
+)
+REPLICAS_HINT = (
+    "Map the alias of each read replica to the alias of the database it replicates, both from "
+    "DATABASES, such as {'replica': 'default'}. See docs/scaling.md."
+)
 URL_HINT = "Check the host, port and options; see docs/settings.md for store URLs."
 REDIS_OPTIONS = (
     "breaker_seconds, client_name, connect_timeout, db, max_connections, near_cache, "
@@ -158,6 +173,18 @@ BAD_VALUES = [
                                         ERROR_STATUS_HINT, 11)]),
     ({"RELAY": 1}, [E("FRESHCACHE['RELAY'] must be True or False, not 1 (write True)",
                       SWITCH_HINT, 7)]),
+    ({"METRICS": "true"}, [E("FRESHCACHE['METRICS'] must be True or False, not the string "
+                             "'true' (write True without quotes)", SWITCH_HINT, 7)]),
+    ({"JOURNAL": "on"}, [E("FRESHCACHE['JOURNAL'] must be True or False, not the string "
+                           "'on' (write True without quotes)", SWITCH_HINT, 7)]),
+    ({"READ_REPLICAS": {"replica": "defualt"}}, [E(
+        "FRESHCACHE['READ_REPLICAS'] names 'replica' as a replica, but DATABASES has no such "
+        "alias (default)", REPLICAS_HINT, 25)]),
+    ({"REPLICA_WAIT_SECONDS": -1}, [E("FRESHCACHE['REPLICA_WAIT_SECONDS'] must be a number of "
+                                      "seconds, 0 or more, not -1", SECONDS_HINT, 8)]),
+    ({"SHADOW": {"RATE": 2}}, [E("FRESHCACHE['SHADOW']['RATE'] must be a number from 0 to 1, "
+                                 "without quotes, not 2 (a share: write 0.02 for 2%)",
+                                 SHADOW_HINT, 24)]),
     ({"INSTALL_TRIGGERS": "yes"}, [E("FRESHCACHE['INSTALL_TRIGGERS'] must be True or False, "
                                      "not the string 'yes' (write True without quotes)",
                                      SWITCH_HINT, 7)]),
@@ -238,6 +265,11 @@ BAD_VALUES = [
     ({"LEASE_WAIT_SECONDS": float("nan")}, [E("FRESHCACHE['LEASE_WAIT_SECONDS'] must be a number "
                                               "of seconds from 0 (single flight off) to 3600, "
                                               "not nan", LEASE_HINT, 20)]),
+    ({"EDGE": {"KEYS": ["varnsh"]}}, [E("FRESHCACHE['EDGE']['KEYS'] has 'varnsh', which is not "
+                                        "an edge freshcache knows (akamai, cloudflare, fastly, "
+                                        "varnish) (did you mean 'varnish'?)", EDGE_HINT, 22)]),
+    ({"EDGE": ["varnish"]}, [E("FRESHCACHE['EDGE'] must be a dict such as {'KEYS': ['varnish']}, "
+                               "not ['varnish']", EDGE_HINT, 22)]),
 ]  # fmt: skip
 
 
@@ -664,7 +696,7 @@ def test_unreachable_redis_never_raises_at_import_or_first_use(refused_url: str)
         assert freshcache.stats()["store_errors"] >= 1
 
 
-# -- the invalidation log: freshcache.W003, W004, I001 -----------------------------------------
+# -- the invalidation log: freshcache.W003, W004, W007, I001 -----------------------------------
 
 TRIGGERS_HINT = (
     "Writes made outside Django to these tables (psql, other services, cascades and triggers in "
@@ -739,6 +771,28 @@ def test_w004_log_table_missing(transactional_db: None) -> None:
         ]
     finally:
         sql("ALTER TABLE freshcache_log_away RENAME TO freshcache_log")
+
+
+@pytest.mark.postgres
+def test_w007_purgers_without_their_queue_table(transactional_db: None) -> None:
+    purgers = {"KEYS": ["varnish"], "PURGERS": [
+        {"BACKEND": "freshcache.edge.purgers.Varnish", "URLS": ["http://127.0.0.1:6081/"]}]}
+    assert checks(STORE="database://", EDGE=purgers) == []
+    sql("ALTER TABLE freshcache_purge RENAME TO freshcache_purge_away")
+    try:
+        assert checks(STORE="database://", EDGE=purgers) == [
+            Warning(
+                "FRESHCACHE['EDGE']['PURGERS'] is set, but the purge queue table freshcache_purge "
+                "does not exist in database 'default'.",
+                hint="Run `manage.py migrate freshcache`. Until the table exists, relays cannot "
+                "delete applied log rows (their purges would be lost), so every process computes "
+                "pages uncached.",
+                id="freshcache.W007",
+            )
+        ]
+        assert checks(STORE="database://") == []  # without purgers, no queue is needed
+    finally:
+        sql("ALTER TABLE freshcache_purge_away RENAME TO freshcache_purge")
 
 
 @pytest.mark.postgres
@@ -889,3 +943,20 @@ def test_w006_config_disabled_is_no_warning() -> None:
         "--maxmemory", "10mb", "--maxmemory-policy", "noeviction", "--rename-command", "CONFIG", ""
     ) as server:
         assert checks(STORE=server.url) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("database://?near_cache=64mb", "has no invalidation channel a write can wait on"),
+        ("memory://?near_cache=1mb", "lives in the process already"),
+    ],
+)
+def test_a_near_cache_on_another_store_is_refused_with_the_reason(url: str, why: str) -> None:
+    """manage.py check gives the same reason as the store at run time (a break-it review found
+    it said only "unknown option")."""
+    with override_settings(DEBUG=True):
+        (error,) = checks(STORE=url)
+    assert error.id == "freshcache.E014"
+    assert error.msg.startswith(f"Store 'default' has URL {url!r}: a near cache is a Redis")
+    assert why in error.msg

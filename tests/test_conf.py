@@ -48,6 +48,12 @@ def test_defaults_are_pinned() -> None:
         "LEASE_SECONDS": 10.0,
         "LEASE_WAIT_SECONDS": 5.0,
         "DJANGO_CACHES": {},
+        "EDGE": {},
+        "METRICS": False,
+        "JOURNAL": True,
+        "READ_REPLICAS": {},
+        "REPLICA_WAIT_SECONDS": 0.1,
+        "SHADOW": None,
     }
 
 
@@ -291,6 +297,7 @@ def test_the_readme_configuration_is_valid_and_names_every_setting() -> None:
     rare = {
         "HEADER", "BROWSER_CACHE_CONTROL", "MAX_QUERY_PARAMS", "MAX_QUERY_LENGTH",
         "NEVER_CACHE_PATHS", "CACHE_STATUSES", "PREDICATE_FIELDS", "RELAY_POLL_SECONDS",
-        "INSTALL_TRIGGERS",
+        "INSTALL_TRIGGERS", "EDGE", "METRICS", "JOURNAL", "READ_REPLICAS", "REPLICA_WAIT_SECONDS",
+        "SHADOW",
     }  # fmt: skip
     assert set(DEFAULTS) - set(raw) <= rare

@@ -10,8 +10,10 @@ EXPECTED = [
     "cached",
     "depends_on",
     "invalidate",
+    "page_outcome",
     "register",
     "register_placeholder",
+    "request_outcomes",
     "stats",
     "store",
 ]

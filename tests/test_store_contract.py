@@ -15,7 +15,7 @@ from django.db import connection, transaction
 
 import freshcache
 from freshcache import cached, depends_on, invalidate
-from freshcache.core import fetch
+from freshcache.core import HIT_BEFORE_LOG, fetch
 from freshcache.stores import Store
 from freshcache.stores.near import NearStore
 from freshcache.testing import hook
@@ -104,15 +104,21 @@ def test_free_form_tag_invalidation(fresh_store: object) -> None:
 
 
 def test_instance_tag_invalidation(fresh_store: object) -> None:
-    one = Item.objects.create(name="one")
-    two = Item.objects.create(name="two")
+    Item.objects.bulk_create([Item(name="one"), Item(name="two")])
+    one, two = Item.objects.order_by("pk")  # loaded: created ones count as of their INSERT
     assert item_name(one) == "one"
     item_name(two)
     Item.objects.filter(pk=one.pk).update(name="uno")
     one.refresh_from_db()
     invalidate(one)
     assert item_name(one) == "uno"
-    assert item_name.outcome(two).hit is True
+    deadline = time.monotonic() + 10
+    while True:  # a hit is refused while this process's relay holds the update's log row
+        again = item_name.outcome(two)
+        if again.hit or again.reason != HIT_BEFORE_LOG or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert again.hit is True, again.reason
     assert calls["item_name"] == 3
 
 

@@ -42,9 +42,12 @@ DATABASES = {
         "PASSWORD": "",
         "HOST": PG_HOST,
         "PORT": PG_PORT or "5432",
-        "CONN_MAX_AGE": 600,
+        # Under ASGI (bench/site/asgi.py) connections come from a pool instead (see there).
+        "CONN_MAX_AGE": 0 if os.environ.get("BENCH_PG_POOL") == "1" else 600,
     },
 }
+if os.environ.get("BENCH_PG_POOL") == "1":
+    DATABASES["default"]["OPTIONS"] = {"pool": True}
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -65,13 +68,19 @@ STORE_URLS = {
 FRESHCACHE = {
     "ENABLED": VARIANT.startswith("fc-"),
     "STORE": STORE_URLS.get(VARIANT, "memory://"),
-    "KEY_PREFIX": "fcbench",
+    # Redis pub/sub ignores the database number: a prefix of its own per BENCH_REDIS_DB keeps
+    # two bench runs on one server from receiving each other's near-cache invalidations.
+    "KEY_PREFIX": f"fcbench{REDIS_DB}",
     # The post page counts its own views on every GET; that column is shown nowhere cached.
     "VOLATILE_FIELDS": ["blog.Post.view_count"],
     # X-Freshcache: hit/miss/bypass, so the freshness checker can count hits (off for speed).
     "HEADER": os.environ.get("BENCH_HEADER") == "1",
     **json.loads(os.environ.get("BENCH_FRESHCACHE") or "{}"),
 }
+
+if VARIANT == "fc-near" and FRESHCACHE["HEADER"]:
+    # Tells a hit served from the near cache from one served by Redis (bench/freshness.py).
+    MIDDLEWARE = ["bench.site.near_probe.NearHitsMiddleware", *MIDDLEWARE]  # noqa: F405
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]
 

@@ -8,7 +8,15 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.decorators.cache import cache_page as django_cache_page
 
-from bench.site.views import bump_slow, counted, floor, slow_page
+from bench.site.views import (
+    bump_slow,
+    counted,
+    flood_page,
+    floor,
+    floor_page,
+    slow_page,
+    small_page,
+)
 from blog import views
 from freshcache import cache_page
 
@@ -46,7 +54,10 @@ blog_patterns = (
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("floor/", floor, name="floor"),
+    path("floor/page/", floor_page, name="floor-page"),
+    path("flood/", flood_page, name="flood"),
     path("slow/", cache_page(slow_page), name="slow"),
     path("slow/bump/", bump_slow, name="slow-bump"),
+    path("small/<int:pk>/", cache_page(small_page), name="small"),
     path("", include(blog_patterns)),
 ]

@@ -13,6 +13,31 @@ def floor(request: HttpRequest) -> HttpResponse:
     return HttpResponse(BODY)
 
 
+def flood_page(request: HttpRequest) -> HttpResponse:
+    """The blog's front page without its own ``cache_page`` (which keys only ``?page=``): under
+    site-wide ``CacheMiddleware`` every query string is an entry of its own
+    (``bench/memory_flood.py``)."""
+    from blog import views
+
+    return views.front_page.__wrapped__(request)  # type: ignore[attr-defined,no-any-return]
+
+
+_FRONT: dict[str, bytes] = {}
+
+
+def floor_page(request: HttpRequest) -> HttpResponse:
+    """The front page as a constant: its bytes, rendered once per process by the blog's view
+    (freshcache off on the no-cache server that serves this), then returned as they are. What
+    the page costs to send through this stack (its size, the footer's middleware) with no cache
+    at all: the floor of the front pages' hits."""
+    body = _FRONT.get("/")
+    if body is None:
+        from blog import views
+
+        body = _FRONT["/"] = views.front_page(request).content
+    return HttpResponse(body)
+
+
 def counted(page: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """The blog's ``post_detail`` (count the view on every GET, then serve the page) around
     another page view: so Django's ``cache_page`` variant does the same per-request work."""
@@ -55,3 +80,11 @@ def bump_slow(request: HttpRequest) -> HttpResponse:
 
     invalidate("bench:slow")
     return HttpResponse("invalidated")
+
+
+def small_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """A few dozen bytes from one row: the smallest page worth caching (``bench/near_memory.py``
+    floods the near cache with them, where the per-entry overheads weigh the most)."""
+    from blog.models import Post
+
+    return HttpResponse(Post.objects.values_list("title", flat=True).get(pk=pk))

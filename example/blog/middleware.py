@@ -1,13 +1,13 @@
-"""The footer: hit or miss, how long the page took, its SQL queries and the tags it depends on.
+"""The cache badge: hit or miss, why, the tags the page depends on, and how to ask why.
 
-The template leaves ``<!--blog:render-stats-->`` in the footer, and this middleware (outermost)
-replaces it after the response is built, so a cached page (which carries the comment, not the
-numbers) still reports the request that served it. Hit or miss comes from the ``X-Freshcache``
-response header (``FRESHCACHE["HEADER"] = True``). The tags come from a freshcache scope opened
-around the request: a hit adds the stored page's tags to it, a miss the tags its render read.
+The base template leaves ``<!--blog:render-stats-->`` at the top of ``<body>``; this middleware
+(outermost) replaces it after the response is built with ``blog/cache_badge.html``, a corner
+badge. A cached page cannot show its own outcome (its body is what is stored, the same for every
+visitor); this outer layer can: ``freshcache.middleware.OutcomeMiddleware`` records the outcome
+of the page that served the request, and the badge template reads it with
+``{% page_outcome as outcome %}`` (``freshcache.page_outcome(request)`` in Python).
 """
 
-import html
 import os
 import time
 from collections.abc import Callable
@@ -15,8 +15,9 @@ from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
 
-from freshcache.scope import open_scope
+import freshcache
 
 PLACEHOLDER = b"<!--blog:render-stats-->"
 MAX_TAGS_SHOWN = 60
@@ -35,7 +36,7 @@ class RenderStatsMiddleware:
             return execute(*args)
 
         start = time.perf_counter()
-        with connection.execute_wrapper(count_queries), open_scope("blog.footer") as scope:
+        with connection.execute_wrapper(count_queries):
             response = self.get_response(request)
         elapsed_ms = (time.perf_counter() - start) * 1000
 
@@ -43,19 +44,22 @@ class RenderStatsMiddleware:
             return response
         if PLACEHOLDER not in response.content:
             return response
-        state = response.get("X-Freshcache", "not cached").split(";")[0].strip()
-        plural = "y" if queries == 1 else "ies"
-        tags = sorted(scope.tags)
-        shown = " ".join(html.escape(tag) for tag in tags[:MAX_TAGS_SHOWN])
-        more = f" … and {len(tags) - MAX_TAGS_SHOWN} more" if len(tags) > MAX_TAGS_SHOWN else ""
-        stats = (
-            f'Cache <strong class="cache-state">{html.escape(state)}</strong>: '
-            f"rendered in {elapsed_ms:.1f} ms with {queries} SQL quer{plural} "
-            f'by process <span class="pid">{os.getpid()}</span>. '
-            f'<details class="cache-tags"><summary>Depends on {len(tags)} '
-            f'tag{"" if len(tags) == 1 else "s"}</summary><code>{shown}{more}</code></details>'
+        outcome = freshcache.page_outcome(request)
+        badge = render_to_string(
+            "blog/cache_badge.html",
+            {
+                "elapsed_ms": elapsed_ms,
+                "queries": queries,
+                "pid": os.getpid(),
+                "tags": sorted(outcome.tags) if outcome is not None else [],
+                # The fragments and @cached functions computed or served inside a miss.
+                "inside": [e for e in freshcache.request_outcomes(request) if e.kind != "page"],
+                "max_tags": MAX_TAGS_SHOWN,
+                "minus_max": -MAX_TAGS_SHOWN,
+            },
+            request=request,
         )
-        response.content = response.content.replace(PLACEHOLDER, stats.encode())
+        response.content = response.content.replace(PLACEHOLDER, badge.encode())
         if response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
         etag = response.get("ETag")

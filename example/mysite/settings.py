@@ -36,8 +36,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so the footer's timing covers the whole request, cache lookups included.
+    # Outermost, so the badge's timing covers the whole request, cache lookups included.
     "blog.middleware.RenderStatsMiddleware",
+    # Records each request's cache outcome for the badge (freshcache.page_outcome(request)).
+    "freshcache.middleware.OutcomeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -122,7 +124,7 @@ LOGGING = {
 FRESHCACHE = {
     # memory:// lives in one process; use redis://… or database:// for several workers.
     "STORE": os.environ.get("FRESHCACHE_STORE") or "memory://",
-    # X-Freshcache: hit | miss | bypass; reason=… on every response (the footer shows it).
+    # X-Freshcache: hit | miss | bypass; reason=… on every response.
     "HEADER": True,
     # The post page bumps view_count on every GET: that UPDATE must not invalidate anything.
     "VOLATILE_FIELDS": ["blog.Post.view_count"],

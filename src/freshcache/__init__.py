@@ -14,8 +14,10 @@ __all__ = [
     "cached",
     "depends_on",
     "invalidate",
+    "page_outcome",
     "register",
     "register_placeholder",
+    "request_outcomes",
     "stats",
     "store",
 ]
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from .functions import cached, depends_on
     from .http import cache_page, register_placeholder
     from .invalidation import invalidate
+    from .outcome import page_outcome, request_outcomes
     from .registry import register
     from .stores import Store
 
@@ -50,6 +53,10 @@ def __getattr__(name: str) -> Any:
         from .registry import register
 
         return register
+    if name in ("page_outcome", "request_outcomes"):
+        from . import outcome
+
+        return getattr(outcome, name)
     if name == "Outcome":
         from .core import Outcome
 

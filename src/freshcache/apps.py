@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 from django.core import checks
 from django.core.signals import setting_changed
@@ -18,6 +20,18 @@ class FreshcacheConfig(AppConfig):
         from .log.install import on_post_migrate
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="freshcache-settings")
+        setting_changed.connect(_sync_metrics, dispatch_uid="freshcache-metrics")
+        _sync_metrics(setting="FRESHCACHE")
         post_migrate.connect(on_post_migrate, dispatch_uid="freshcache-triggers")
         checks.register(check_settings, "freshcache")
         capture.install()
+
+
+def _sync_metrics(*, setting: str, **kwargs: Any) -> None:
+    if setting == "FRESHCACHE":
+        from . import journal, metrics
+        from .http import shadow
+
+        metrics.sync()
+        journal.sync()
+        shadow.sync()

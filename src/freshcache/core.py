@@ -5,7 +5,10 @@ The freshness protocol, for one cached computation ``fetch(key, compute)``:
 1. **Bypass** when the current transaction has written (its rows are invisible to others, and
    others' cached values do not show them): compute, serve, store nothing.
 2. **Look up** ``key`` in the store. A hit is served only if every tag it depends on still has
-   the version recorded with it (the store validates this atomically). The hit's tags are added
+   the version recorded with it (the store validates this atomically), and only if, when it
+   arrives, this process's relay knows of no row it could not apply, failed no attempt since
+   the lookup was sent, and is not applying rows it read longer ago than the store's
+   ``apply_grace`` (``Relay.hit_refused``; else it computes uncached). The hit's tags are added
    to the enclosing scope, so an outer cached value depends on them too.
 3. On a miss the store hands back a **snapshot** of the global sequence, taken *before* any data
    is read. ``compute()`` then runs inside a new scope that collects the tags of everything read.
@@ -27,25 +30,33 @@ and verified before decoding; an unverifiable, truncated or old-format payload i
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.conf import settings as django_settings
 from django.db import connections
 
-from . import counters, flight, hooks
+from . import counters, events, flight, hooks, watermark
+from . import scope as scopes
 from .conf import get_settings
 from .flight import Claim
 from .invalidation import in_dirty_transaction
 from .log.relay import get_relay
-from .scope import add_tags, open_scope
+from .payload import (  # noqa: F401 (re-exported: core's public names, and tests)
+    FORMAT,
+    PICKLE,
+    Codec,
+    PickleCodec,
+    _decode,
+    _encode,
+    _open,
+    _seal,
+    _unsigned,
+    store_key,
+)
+from .scope import add_tags, forced_bypass, open_scope
 from .stores import Hit, Snapshot, Store, StoreFull, StoreUnavailable, get_store
 
 __all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch"]
@@ -56,36 +67,13 @@ T = TypeVar("T")
 
 #: The bypass reason while this process's relay has log rows it could not apply yet.
 LOG_NOT_APPLIED = "invalidation log not yet applied"
+#: The bypass reason of a hit refused on arrival: while its lookup was in flight, this process's
+#: relay knew of log rows it had not applied, or failed to apply some (``Relay.hit_refused``).
+HIT_BEFORE_LOG = "hit arrived while the invalidation log was not applied"
 #: The reason a value is served but not stored: its payload exceeds ``MAX_ENTRY_SIZE``.
 TOO_LARGE = "too large"
 #: The reason a value is not stored because the store refuses to grow (``StoreFull``).
 STORE_FULL = "store full"
-
-#: Bumped whenever the payload layout changes: older payloads then read as misses.
-FORMAT = b"fc1"
-_MAC_SIZE = 32
-
-
-class Codec(Protocol):
-    """Turns a value into bytes and back. ``loads`` may raise on bad data (a miss)."""
-
-    def dumps(self, value: Any) -> bytes: ...
-
-    def loads(self, data: bytes) -> Any: ...
-
-
-class PickleCodec:
-    """The default codec for ``@cached`` results (model instances, lists, dicts...)."""
-
-    def dumps(self, value: Any) -> bytes:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # only ever after the HMAC was verified
-
-
-PICKLE = PickleCodec()
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
@@ -96,33 +84,6 @@ class Outcome(Generic[T]):
     stored: bool
     reason: str | None
     tags: frozenset[str]
-
-
-@lru_cache(maxsize=4)
-def _mac_key(secret: str) -> bytes:
-    return hashlib.blake2b(secret.encode(), person=b"freshcache-mac", digest_size=32).digest()
-
-
-def _seal(data: bytes, key: str) -> bytes:
-    # The MAC covers the entry key too, so a payload cannot be replayed under another key.
-    mac = hmac.new(_mac_key(django_settings.SECRET_KEY), key.encode() + b"\0" + data, "sha256")
-    return FORMAT + mac.digest() + data
-
-
-def _open(payload: bytes, key: str) -> bytes | None:
-    if not payload.startswith(FORMAT) or len(payload) < len(FORMAT) + _MAC_SIZE:
-        return None
-    mac = payload[len(FORMAT) : len(FORMAT) + _MAC_SIZE]
-    data = payload[len(FORMAT) + _MAC_SIZE :]
-    expected = hmac.new(
-        _mac_key(django_settings.SECRET_KEY), key.encode() + b"\0" + data, "sha256"
-    ).digest()
-    return data if hmac.compare_digest(mac, expected) else None
-
-
-def store_key(key: str) -> str:
-    """The fixed-length name under which ``key`` is kept in a store."""
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 
 def _snapshot_too_old() -> bool:
@@ -150,28 +111,6 @@ def _snapshot_too_old() -> bool:
     return False
 
 
-def _decode(store: Store, hit: Hit, key: str, codec: Codec) -> tuple[bool, Any]:
-    data = _open(hit.payload, key) if store.shared else _unsigned(hit.payload)
-    if data is None:
-        counters.incr("corrupt_entries")
-        return False, None
-    try:
-        return True, codec.loads(data)
-    except Exception:  # a payload that verified but does not decode (an old class layout)
-        counters.incr("corrupt_entries")
-        logger.debug("freshcache: undecodable entry %s", key, exc_info=True)
-        return False, None
-
-
-def _unsigned(payload: bytes) -> bytes | None:
-    return payload[len(FORMAT) :] if payload.startswith(FORMAT) else None
-
-
-def _encode(store: Store, value: Any, key: str, codec: Codec) -> bytes:
-    data = codec.dumps(value)
-    return _seal(data, key) if store.shared else FORMAT + data
-
-
 class _Plan:
     """The steps of :func:`fetch` that do not depend on sync or async execution."""
 
@@ -184,10 +123,15 @@ class _Plan:
         self.key = key
         self.skey = store_key(key)
         self.timeout = self.settings.timeout if timeout is None else timeout
+        self.read_at = 0
 
     def bypass_reason(self, *, wait: bool = True) -> str | None:
         if not self.settings.enabled:
             return "disabled"
+        if scopes.forcing:  # a shadow render is running somewhere (http/shadow.py)
+            forced = forced_bypass()
+            if forced is not None:
+                return forced
         if in_dirty_transaction():
             return "transaction has written"
         if get_relay().blocks_reads(wait=wait):
@@ -195,10 +139,33 @@ class _Plan:
         return None
 
     def lookup(self) -> Hit | Snapshot | str:
+        self.read_at = watermark.generation()  # a hit is current as of its lookup
+        # A lookup may wait in the store (Redis paused for writes: our lookup script counts as
+        # a write) while a write returns whose bump failed, and be answered with the old entry
+        # before any relay applied the write's log row. The hit is checked against this
+        # process's relay when it arrives (docs/internals.md, "The guarantee, exactly").
+        relay = get_relay()
+        failures = relay.failures
         try:
-            return self.store.lookup(self.skey)
+            found = self.store.lookup(self.skey)
         except Exception as exc:
             return _store_failed(self.store, exc)
+        if isinstance(found, Hit) and relay.hit_refused(failures):
+            return HIT_BEFORE_LOG
+        return found
+
+    def peek(self) -> Hit | str | None:
+        self.read_at = watermark.generation()
+        relay = get_relay()
+        failures = relay.failures
+        try:
+            found = self.store.peek(self.skey)
+        except Exception as exc:
+            _store_failed(self.store, exc)
+            return None
+        if found is not None and relay.hit_refused(failures):
+            return HIT_BEFORE_LOG
+        return found
 
     def begin(self) -> Snapshot | str:
         try:
@@ -207,7 +174,13 @@ class _Plan:
             return _store_failed(self.store, exc)
 
     def decode(self, hit: Hit) -> tuple[bool, Any]:
-        return _decode(self.store, hit, self.key, self.codec)
+        memo = hit.memo.get("value") if hit.memo else None
+        if memo is not None and memo[0] is self.codec and memo[1] == self.key:
+            # Decoded before (``_decode``): nothing is unpickled, so nothing needs stamping.
+            return True, memo[2]
+        # Model instances unpickled from the hit are stamped as read when the lookup began.
+        with watermark.decoding(self.read_at):
+            return _decode(self.store, hit, self.key, self.codec)
 
     def refusal(self, scope_reason: str | None) -> str | None:
         if scope_reason is not None:
@@ -264,7 +237,7 @@ def _store_failed(store: Store, exc: Exception) -> str:
     return "store unavailable"
 
 
-def fetch(
+def _fetch(
     key: str,
     compute: Callable[[], T],
     *,
@@ -297,21 +270,26 @@ def fetch(
     claimed = looked if isinstance(looked, Claim) else Claim(looked)
     try:
         counters.incr("misses")
+        watermark.observe(plan.store, claimed.snapshot)
         hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
         with open_scope(key, shared=plan.store.shared) as scope:
+            scope.snapshot, scope.store = claimed.snapshot, plan.store
             value = compute()
         hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
         tags = frozenset(scope.tags)
         refused = plan.refusal(scope.uncacheable)
         if refused is not None:
             return Outcome(value, False, False, refused, tags)
-        stored, why = plan.save(value, tags, claimed.snapshot)
+        against = watermark.stored_against(scope, claimed.snapshot, plan.store)
+        if isinstance(against, str):
+            return Outcome(value, False, False, against, tags)
+        stored, why = plan.save(value, tags, against)
         return Outcome(value, False, stored, why, tags)
     finally:
         flight.release(plan, claimed.token)
 
 
-async def afetch(
+async def _afetch(
     key: str,
     compute: Callable[[], Awaitable[T]],
     *,
@@ -340,8 +318,9 @@ async def afetch(
         # The relay just started (or waits for a store): wait for its first drain off the loop.
         await sync_to_async(get_relay().wait_first_drain, thread_sensitive=False)()
         reason = plan.bypass_reason(wait=False)
+    # A near cache's hit needs no thread: it is answered on the loop.
     looked: Hit | Snapshot | Claim | str = (
-        reason if reason is not None else await off_loop(plan.lookup)()
+        reason if reason is not None else plan.peek() or await off_loop(plan.lookup)()
     )
     if isinstance(looked, Snapshot):
         looked = await flight.arun(flight.claim(plan, looked), off_loop)
@@ -361,15 +340,71 @@ async def afetch(
     claimed = looked if isinstance(looked, Claim) else Claim(looked)
     try:
         counters.incr("misses")
+        watermark.observe(plan.store, claimed.snapshot)
         hooks.run("after_snapshot", key=key, snapshot=claimed.snapshot)
         with open_scope(key, shared=plan.store.shared) as scope:
+            scope.snapshot, scope.store = claimed.snapshot, plan.store
             value = await compute()
         hooks.run("after_compute", key=key, tags=frozenset(scope.tags))
         tags = frozenset(scope.tags)
         refused = plan.refusal(scope.uncacheable)
         if refused is not None:
             return Outcome(value, False, False, refused, tags)
-        stored, why = await off_loop(plan.save)(value, tags, claimed.snapshot)
+        against = watermark.stored_against(scope, claimed.snapshot, plan.store)
+        if isinstance(against, str):
+            return Outcome(value, False, False, against, tags)
+        stored, why = await off_loop(plan.save)(value, tags, against)
         return Outcome(value, False, stored, why, tags)
     finally:
         await off_loop(flight.release)(plan, claimed.token)
+
+
+def fetch(
+    key: str,
+    compute: Callable[[], T],
+    *,
+    store: str | Store | None = None,
+    codec: Codec | None = None,
+    timeout: float | None = None,
+    kind: str = "value",
+    name: str | None = None,
+) -> Outcome[T]:
+    """Return the cached value of ``key``, computing and (if safe) storing it on a miss.
+
+    ``kind`` (``"page"``, ``"fragment"``, ``"function"``, ``"value"``) and ``name`` (bounded: by
+    default ``key`` up to its first ``:``) say what this is to outcome listeners (``events.py``).
+
+    >>> fetch("greeting", lambda: "hello").value
+    'hello'
+    """
+    if not events.listening:
+        return _fetch(key, compute, store=store, codec=codec, timeout=timeout)
+    return events.observe(
+        lambda timed: _fetch(key, timed, store=store, codec=codec, timeout=timeout),
+        compute,
+        kind,
+        name or events.default_name(key),
+        key,
+    )
+
+
+async def afetch(
+    key: str,
+    compute: Callable[[], Awaitable[T]],
+    *,
+    store: str | Store | None = None,
+    codec: Codec | None = None,
+    timeout: float | None = None,
+    kind: str = "value",
+    name: str | None = None,
+) -> Outcome[T]:
+    """The ``async`` form of :func:`fetch`: ``compute`` is a coroutine function."""
+    if not events.listening:
+        return await _afetch(key, compute, store=store, codec=codec, timeout=timeout)
+    return await events.aobserve(
+        lambda timed: _afetch(key, timed, store=store, codec=codec, timeout=timeout),
+        compute,
+        kind,
+        name or events.default_name(key),
+        key,
+    )

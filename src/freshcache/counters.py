@@ -22,6 +22,11 @@ FIELDS = (
     "corrupt_entries",
     "lease_waits",
     "lease_timeouts",
+    "shadow_matches",
+    "shadow_mismatches",
+    "shadow_skipped",
+    "shadow_dropped",
+    "shadow_errors",
 )
 
 _lock = threading.Lock()

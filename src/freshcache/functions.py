@@ -31,6 +31,7 @@ from django.utils.functional import LazyObject, empty
 from .arguments import arguments_key, simple_parameters
 from .conf import get_settings
 from .core import PICKLE, Codec, Outcome, afetch, fetch
+from .inputs import note_inputs
 from .invalidation import in_dirty_transaction
 from .scope import Scope, add_tags, current_scope
 from .tags import Taggable, tags_for
@@ -253,10 +254,19 @@ def cached(
 
                 async def compute() -> Any:
                     add_tags(arg_tags)
+                    note_inputs((*args, *kwargs.values()))
                     return await _asettle(await func(*args, **kwargs), qualname, inner)
 
                 return _unsettled(
-                    await afetch(key, compute, store=store, codec=settled_codec, timeout=timeout)
+                    await afetch(
+                        key,
+                        compute,
+                        store=store,
+                        codec=settled_codec,
+                        timeout=timeout,
+                        kind="function",
+                        name=qualname,
+                    )
                 )
 
             @functools.wraps(func)
@@ -271,9 +281,18 @@ def cached(
 
             def compute() -> Any:
                 add_tags(arg_tags)
+                note_inputs((*args, *kwargs.values()))
                 return _settle(func(*args, **kwargs), qualname, inner)
 
-            out = fetch(key, compute, store=store, codec=settled_codec, timeout=timeout)
+            out = fetch(
+                key,
+                compute,
+                store=store,
+                codec=settled_codec,
+                timeout=timeout,
+                kind="function",
+                name=qualname,
+            )
             return _unsettled(out)
 
         @functools.wraps(func)

@@ -6,7 +6,8 @@ cost is one dict lookup. Tests register callables (usually ``threading.Event`` w
 
 * ``"after_snapshot"``  the sequence position was read; the computation has not started;
 * ``"after_compute"``   the value was computed; it has not been stored;
-* ``"before_bump"``     an invalidation is about to reach the stores.
+* ``"before_bump"``     an invalidation is about to reach the stores;
+* ``"before_shadow_render"``  shadow mode is about to render a sampled hit again (its thread).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 __all__ = ["POINTS", "registered", "run"]
 
-POINTS = ("after_snapshot", "after_compute", "before_bump")
+POINTS = ("after_snapshot", "after_compute", "before_bump", "before_shadow_render")
 
 registered: dict[str, Callable[..., Any]] = {}
 

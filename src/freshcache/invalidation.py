@@ -25,7 +25,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from . import counters, hooks, log
+from . import counters, events, hooks, log, watermark
+from .conf import get_settings
 from .stores import all_stores
 from .tags import Taggable, tags_for
 
@@ -57,7 +58,7 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
     ``default`` for tags and model classes.
     """
     if using is not None:
-        invalidate_tags(_tags(items), using=using)
+        invalidate_tags(_tags(items), using=using, source="invalidate")
         return
     # Each instance's tags follow its own database's transaction: a bump deferred to the
     # commit of the wrong connection could land before the write it stands for commits.
@@ -66,7 +67,7 @@ def invalidate(*items: Taggable, using: str | None = None) -> None:
         db = getattr(getattr(item, "_state", None), "db", None) or DEFAULT_DB_ALIAS
         groups.setdefault(db, []).append(item)
     for db, group in groups.items():
-        invalidate_tags(_tags(group), using=db)
+        invalidate_tags(_tags(group), using=db, source="invalidate")
 
 
 def _tags(items: Collection[Taggable]) -> set[str]:
@@ -110,6 +111,7 @@ def invalidate_tags(
     marks: Collection[int] = (),
     logged: bool = False,
     now: bool = False,
+    source: str = "write",
 ) -> None:
     """Bump already-named tags, deferring to the commit of ``using``'s open transaction.
 
@@ -120,6 +122,8 @@ def invalidate_tags(
     visible to every process already, and a rollback would not undo it), so bump immediately
     whatever transaction is open, and do not mark that transaction dirty. A failed bump is
     logged in a transaction of its own (a rollback of the caller's must not lose it).
+
+    ``source``: what asked for it, as outcome listeners see it (``events.Invalidation``).
     """
     tags = frozenset(tags)
     if not tags and not marks:
@@ -127,7 +131,9 @@ def invalidate_tags(
     using = using or DEFAULT_DB_ALIAS
     conn = connections[using]
     if now:
-        if _bump_now(tags, marks) and log.is_active(using):
+        # With edge purgers, a row even when the bump succeeded (unmarked: the relay bumps once
+        # more, one extra miss per write through Django's cache).
+        if (_bump_now(tags, marks) or _purges_need_row(using)) and log.is_active(using):
             _log_outside_transaction(tags, using)
         return
     if not tags:  # log rows that need no bump (a volatile-only write): only mark them
@@ -146,16 +152,29 @@ def invalidate_tags(
                 # No marks inside the transaction: its version is handed out before COMMIT,
                 # so the post-commit bump (or a relay) must still happen.
                 _bump(store, tags, ())
-        transaction.on_commit(lambda: _bump_all(tags, marks, using), using=using, robust=True)
+        bump_all = partial(_bump_all, tags, marks, using, source)
+        transaction.on_commit(bump_all, using=using, robust=True)
         transaction.on_commit(lambda: setattr(conn, _DIRTY, False), using=using, robust=True)
     else:
-        failed = _bump_all(tags, marks, using)
+        if not logged and not marks and _purges_need_row(using):
+            row = log.write_row(tags, using)
+            marks = (row,) if row is not None else marks
+        failed = _bump_all(tags, marks, using, source)
         if failed and not logged and not marks and log.is_active(using):
             # Nothing durable holds this invalidation yet: log it now for the relays.
             log.write_row(tags, using)
 
 
-def _bump_all(tags: Collection[str], marks: Collection[int] = (), using: str = "") -> bool:
+def _purges_need_row(using: str) -> bool:
+    """True when edge purgers are configured: they learn of invalidations only from the log
+    (issue 12), so a bump outside a transaction, which needs no row for the stores, logs one
+    too (committed before the bump, marked by it)."""
+    return bool(get_settings().edge.purgers) and log.is_active(using)
+
+
+def _bump_all(
+    tags: Collection[str], marks: Collection[int] = (), using: str = "", source: str = "write"
+) -> bool:
     """Bump every store; return True if one of them failed (the relay then takes over)."""
     hooks.run("before_bump", tags=tags)
     failed = False
@@ -165,7 +184,20 @@ def _bump_all(tags: Collection[str], marks: Collection[int] = (), using: str = "
         from .log import relay
 
         relay.note_failed_bump()
+    watermark.bumped()
+    _unpublish(tags)
+    if events.listening:
+        events.invalidated(frozenset(tags), source, failed)
     return failed
+
+
+def _unpublish(tags: Collection[str]) -> None:
+    """Delete the published files of ``tags`` before the write returns (``edge/publish.py``;
+    the purge queue deletes them if this fails or the process dies first)."""
+    if get_settings().edge.publish is not None:
+        from .edge.publish import unpublish
+
+        unpublish(tags)
 
 
 def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
@@ -195,6 +227,10 @@ def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
         from .log import relay
 
         relay.note_failed_bump()
+    watermark.bumped()
+    _unpublish(tags)
+    if events.listening:
+        events.invalidated(frozenset(tags), "cache", failed)
     return failed
 
 

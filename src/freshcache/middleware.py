@@ -1,7 +1,7 @@
-"""``freshcache.middleware.CacheMiddleware``: see ``freshcache.http.middleware``."""
+"""``CacheMiddleware`` and ``OutcomeMiddleware``: see ``freshcache.http.middleware``."""
 
 from __future__ import annotations
 
-from .http.middleware import CacheMiddleware
+from .http.middleware import CacheMiddleware, OutcomeMiddleware
 
-__all__ = ["CacheMiddleware"]
+__all__ = ["CacheMiddleware", "OutcomeMiddleware"]

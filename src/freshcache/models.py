@@ -85,3 +85,92 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class PurgeKey(models.Model):
+    """An edge key one purger must still purge (``edge/queue.py``; docs/edge.md, "Purgers").
+
+    Written by the relay in the transaction that deletes the log rows it stands for, deleted by
+    a purge worker once the edge answered success, and only if ``version`` is still the one the
+    worker sent (a newer invalidation of the key arrived meanwhile: it is sent again). Times are
+    seconds since the epoch (``time.time()`` of the process that wrote them).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    purger = models.CharField(max_length=100)
+    key = models.CharField(max_length=200)
+    #: The last log row id that asked for this key: changes on every new invalidation.
+    version = models.BigIntegerField()
+    #: When the key was first queued since its last purge.
+    created = models.FloatField()
+    #: Not sent before this time (the backoff after a failure, or a ``Retry-After``).
+    next_try = models.FloatField(default=0.0)
+    #: A worker is sending it until this time; after that another worker may (it died).
+    claimed_until = models.FloatField(null=True)
+    attempts = models.IntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    #: 0: to purge; 1: purged once, to purge again at ``next_try`` (``SETTLE``).
+    phase = models.SmallIntegerField(default=0)
+
+    class Meta:
+        db_table = "freshcache_purge"
+        constraints = [
+            models.UniqueConstraint(fields=["purger", "key"], name="freshcache_purge_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purger}: {self.key}"
+
+
+class PublishedKey(models.Model):
+    """One edge key of one published file (``edge/publish.py``; docs/edge.md, "Static
+    publishing"): a purge of ``key`` deletes the file at ``path`` (relative to the web root).
+
+    ``token`` names one publication of the file: a purge deletes only the rows of the
+    publication it saw, so a newer one published meanwhile stays indexed.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    path = models.CharField(max_length=1024)
+    key = models.CharField(max_length=200)
+    token = models.CharField(max_length=32)
+    #: The page's cache key and store: a queued purge keeps a file its entry still holds.
+    entry = models.CharField(max_length=400)
+    store = models.CharField(max_length=100)
+
+    class Meta:
+        db_table = "freshcache_published"
+        indexes = [
+            models.Index(fields=["key"], name="freshcache_published_key"),
+            models.Index(fields=["path"], name="freshcache_published_path"),
+        ]
+
+
+class JournalRecord(models.Model):
+    """One record of a journal ring of the ``database://`` store (``stores/journal.py``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    ring = models.CharField(max_length=32)
+    record = models.TextField()
+
+    class Meta:
+        db_table = "freshcache_journal"
+        indexes = [models.Index(fields=["ring", "id"], name="freshcache_journal_ring")]
+
+    def __str__(self) -> str:
+        return f"{self.ring} #{self.id}"
+
+
+class JournalCounter(models.Model):
+    """One counter of the ``database://`` store's journal (``stores/journal.py``)."""
+
+    name = models.CharField(max_length=400, primary_key=True)
+    value = models.FloatField(default=0.0)
+
+    class Meta:
+        db_table = "freshcache_counter"
+        verbose_name = "cache dashboard"
+        verbose_name_plural = "cache dashboard"
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"

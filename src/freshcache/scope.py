@@ -13,11 +13,21 @@ so concurrent requests under ASGI never mix their tags.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Scope", "add_tags", "current_scope", "mark_uncacheable", "open_scope"]
+__all__ = [
+    "Scope",
+    "add_tags",
+    "current_scope",
+    "forced_bypass",
+    "mark_uncacheable",
+    "open_scope",
+    "uncached",
+]
 
 
 @dataclass(eq=False)
@@ -35,6 +45,23 @@ class Scope:
     #: The result (or an enclosing scope's) is meant for a store shared between processes:
     #: then what was read from state local to this process must not be stored.
     shared: bool = False
+    #: The snapshot this scope's computation will be stored against, and its store (set by
+    #: ``core.fetch`` on a miss): a value computed inside it is stored against the oldest of its
+    #: own snapshot and these, since it may use data its enclosing computation read before its
+    #: own snapshot (an instance the view loaded, then handed to a fragment).
+    snapshot: Any = None
+    store: Any = None
+    #: The read generation of the oldest data this computation was given, loaded before it
+    #: began (``inputs.note_inputs``; ``watermark.py``): stored only if none of it changed
+    #: since. Bubbles up: whatever encloses this computation uses that data too.
+    read_at: int | None = None
+    #: Read replicas this computation read, checked at its first read of each: ``None`` if
+    #: the replica had replayed the primary's writes, else why not (``capture/replicas.py``).
+    replicas: dict[str, str | None] | None = None
+
+    def note_read(self, read_at: int | None) -> None:
+        if read_at is not None and (self.read_at is None or read_at < self.read_at):
+            self.read_at = read_at
 
     def add(self, tags: Iterable[str]) -> None:
         """Record one database read (called by capture) and the tags it depends on."""
@@ -85,5 +112,36 @@ def open_scope(name: str = "", *, shared: bool = False) -> Iterator[Scope]:
         _current.reset(token)
         if parent is not None:
             parent.tags.update(scope.tags)
+            parent.note_read(scope.read_at)
             if scope.uncacheable is not None:
                 parent.refuse(scope.uncacheable)
+
+
+_bypass: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "freshcache_bypass", default=None
+)
+#: How many :func:`uncached` blocks are open in this process. While 0 (always, unless shadow
+#: mode is rendering), ``core.fetch`` reads only this, not the context variable.
+forcing = 0
+_forcing_lock = threading.Lock()
+
+
+def forced_bypass() -> str | None:
+    """The reason every cached computation in this context bypasses the store, if one does."""
+    return _bypass.get()
+
+
+@contextmanager
+def uncached(reason: str) -> Iterator[None]:
+    """Compute every cached value inside the block without the store: no lookup, nothing
+    stored, reported as a bypass with ``reason`` (a shadow render must see fresh data only)."""
+    global forcing
+    with _forcing_lock:
+        forcing += 1
+    token = _bypass.set(reason)
+    try:
+        yield
+    finally:
+        _bypass.reset(token)
+        with _forcing_lock:
+            forcing -= 1

@@ -8,7 +8,9 @@ A tag is a short ASCII string naming a piece of data a cached value was built fr
 * free-form ``weather:london``          named by hand for data the ORM does not see.
 
 When more than one database is configured, ORM tags of a non-default alias are prefixed with the
-alias (``replica/blog.post:7``) so that a write on one database never satisfies a read of another.
+alias (``other/blog.post:7``) so that a write on one database never satisfies a read of another.
+A read replica (``READ_REPLICAS``) is the same data as its primary: its reads are named as the
+primary's, so the primary's writes invalidate them.
 
 Long or non-ASCII values are replaced by a digest so that a tag is always a short, safe key part.
 An instance tag is, by construction, the predicate tag on the primary key column: a write bumps
@@ -26,6 +28,7 @@ from django.db import models
 __all__ = [
     "TAG_MAX_LENGTH",
     "Taggable",
+    "alias_prefix",
     "instance_tag",
     "normalize_tag",
     "predicate_tag",
@@ -50,10 +53,14 @@ def _safe(text: str) -> str:
     return "#" + _digest(text)
 
 
-def _alias_prefix(using: str | None) -> str:
+def alias_prefix(using: str | None) -> str:
+    """``""`` for the default database, else ``"<alias>/"`` (a replica's: its primary's)."""
     if not using or using == "default":
         return ""
-    return using + "/"
+    from .conf import get_settings
+
+    using = get_settings().read_replicas.get(using, using)  # a replica reads its primary's rows
+    return "" if using == "default" else using + "/"
 
 
 def table_tag(model: type[models.Model], using: str | None = None) -> str:
@@ -62,7 +69,7 @@ def table_tag(model: type[models.Model], using: str | None = None) -> str:
     Proxy models share their concrete model's table and therefore its tags.
     """
     meta = model._meta.concrete_model._meta if model._meta.concrete_model else model._meta
-    return f"{_alias_prefix(using)}{meta.label_lower}"
+    return f"{alias_prefix(using)}{meta.label_lower}"
 
 
 def _value_text(value: Any) -> str:

@@ -8,6 +8,9 @@ Django offers no documented hook that sees both a query's structure and its exec
   from here), ``SQLInsertCompiler.execute_sql`` and ``SQLUpdateCompiler.execute_sql`` are
   wrapped. Every ORM statement, whichever public API issued it (``save``, ``delete`` with its
   cascades, ``update``, ``bulk_*``, m2m managers, ``get_or_create``...), passes through them.
+* ``ModelIterable.__iter__``, ``RawModelIterable.__iter__`` and ``QuerySet._fetch_all`` stamp
+  the instances and querysets they produce with the read generation taken before their query
+  ran (``watermark.py``): how old they are when handed to a fragment or ``@cached`` call.
 * The documented ``execute_wrapper`` hook is installed on every connection (the
   ``connection_created`` signal and the connections already open). It hands the SQL of ORM
   statements to the wrapped compiler that issued them, and treats every other statement
@@ -26,16 +29,20 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import DatabaseError, connections
 from django.db.backends.signals import connection_created
+from django.db.models import query as model_query
 from django.db.models.sql import compiler as sql_compiler
 from django.db.models.sql.constants import GET_ITERATOR_CHUNK_SIZE, MULTI, SINGLE
 
+from .. import watermark
+from ..conf import get_settings
 from ..scope import current_scope, mark_uncacheable
-from . import raw, reads, writes
+from . import raw, reads, replicas, trace, writes
 from .tables import registry
 
 __all__ = ["is_patched", "patch", "unpatch"]
@@ -60,11 +67,25 @@ _active: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
 _originals: dict[tuple[type, str], Callable[..., Any] | None] = {}
 
 
+@contextmanager
+def internal() -> Iterator[None]:
+    """Statements run inside are freshcache's own bookkeeping: not captured, not raw SQL."""
+    token = _active.set(_INTERNAL)
+    try:
+        yield
+    finally:
+        _active.reset(token)
+
+
 def execute_wrapper(
     execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any
 ) -> Any:
     """The ``connection.execute_wrapper`` installed on every connection."""
     capture = _active.get()
+    if capture is not _INTERNAL and get_settings().read_replicas:
+        connection = context["connection"]
+        if connection.alias in get_settings().read_replicas:
+            replicas.before_read(connection)
     if capture is not None:
         if capture.sqls is not None:
             capture.sqls.append(sql if isinstance(sql, str) else str(sql))
@@ -176,7 +197,10 @@ def _execute_sql(
     try:
         if self.query.select_for_update:
             scope.refuse("select_for_update() locks rows: its result must not be reused")
-        scope.add(reads.query_tags(self, capture.sqls or [], rows))
+        tags = reads.query_tags(self, capture.sqls or [], rows)
+        scope.add(tags)
+        if trace.tracing:  # the debug-toolbar panel (trace.py)
+            trace.record(capture.sqls or [], tags, scope.name)
     except DatabaseError:
         raise
     except Exception as exc:
@@ -199,6 +223,14 @@ def _insert_execute_sql(self: Any, returning_fields: Any = None) -> Any:
     original = _originals[(sql_compiler.SQLInsertCompiler, "execute_sql")]
     assert original is not None
     _ensure_wrapper(self.connection)
+    # A created instance holds what was written: as old as this moment (``watermark.py``),
+    # bounded by a snapshot taken before it (``prime``: once per store and process).
+    watermark.prime()
+    read = watermark.Read(watermark.generation())
+    for obj in getattr(self.query, "objs", ()):
+        state = getattr(obj, "_state", None)
+        if state is not None and watermark.ATTRIBUTE not in state.__dict__:
+            state.__dict__[watermark.ATTRIBUTE] = read
     return _internal(
         lambda: writes.insert(self, lambda: original(self, returning_fields), returning_fields)
     )
@@ -213,7 +245,40 @@ def _update_execute_sql(self: Any, result_type: Any) -> Any:
     return _internal(lambda: writes.update(self, lambda: original(self, result_type)))
 
 
+def _read(db: str) -> watermark.Read:
+    """The read generation to stamp rows read now from database ``db`` with: the current one
+    (taken before the query runs), or for a read replica the one its last passed replay check
+    vouches for (``replicas.py``)."""
+    if db in get_settings().read_replicas:
+        return watermark.Read(replicas.read_generation(db))
+    return watermark.Read(watermark.read_generation())
+
+
+def _stamping(cls: type) -> Callable[..., Any]:
+    def __iter__(self: Any) -> Any:
+        read = _read(self.queryset.db)  # before the query runs
+        for obj in _originals[(cls, "__iter__")](self):  # type: ignore[misc]
+            obj._state.__dict__[watermark.ATTRIBUTE] = read
+            yield obj
+
+    return __iter__
+
+
+def _fetch_all(self: Any) -> None:
+    original = _originals[(model_query.QuerySet, "_fetch_all")]
+    assert original is not None
+    if self._result_cache is not None:
+        return original(self)
+    read = _read(self.db)
+    original(self)
+    self.__dict__[watermark.ATTRIBUTE] = read
+    return None
+
+
 _PATCHES: list[tuple[type, str, Callable[..., Any]]] = [
+    (model_query.ModelIterable, "__iter__", _stamping(model_query.ModelIterable)),
+    (model_query.RawModelIterable, "__iter__", _stamping(model_query.RawModelIterable)),
+    (model_query.QuerySet, "_fetch_all", _fetch_all),
     (sql_compiler.SQLCompiler, "execute_sql", _execute_sql),
     (sql_compiler.SQLInsertCompiler, "execute_sql", _insert_execute_sql),
     (sql_compiler.SQLUpdateCompiler, "execute_sql", _update_execute_sql),

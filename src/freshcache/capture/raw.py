@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..scope import current_scope, mark_uncacheable
+from . import trace
 from .sql import Statement, parse
 from .tables import Registry, registry, unknown_table_tag
 from .writes import bump, prepare
@@ -72,7 +73,10 @@ def execute(execute: Callable[..., Any], sql: Any, params: Any, many: bool, cont
         if scope is None or not st.reads:
             return execute(sql, params, many, context)
         result = execute(sql, params, many, context)
-        scope.add(read_tags(st, registry(), context["connection"].alias))
+        tags = read_tags(st, registry(), context["connection"].alias)
+        scope.add(tags)
+        if trace.tracing:  # the debug-toolbar panel (trace.py)
+            trace.record([text or ""], tags, scope.name)
         if st.locks:
             scope.refuse("raw SQL locks rows (FOR UPDATE / FOR SHARE)")
         return result

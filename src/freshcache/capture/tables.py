@@ -36,7 +36,7 @@ from django.apps import apps
 from django.db import models
 
 from ..conf import get_settings
-from ..tags import normalize_tag, predicate_tag, table_tag
+from ..tags import alias_prefix, normalize_tag, predicate_tag, table_tag
 
 __all__ = ["WILDCARD", "ModelColumns", "Registry", "TableInfo", "registry", "unknown_table_tag"]
 
@@ -190,8 +190,7 @@ class Registry:
 
 def unknown_table_tag(name: str, using: str | None) -> str:
     """The tag of a table no installed model maps (read and written by raw SQL only)."""
-    prefix = "" if not using or using == "default" else using + "/"
-    return normalize_tag(f"{prefix}db_table:{name}")
+    return normalize_tag(f"{alias_prefix(using)}db_table:{name}")
 
 
 def _keyable(f: models.Field[Any, Any]) -> bool:

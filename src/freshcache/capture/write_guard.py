@@ -247,6 +247,7 @@ def untracked(compiler: Any, stmt: Statement) -> Any:
     return result
 
 
-def wrote(info: TableInfo) -> None:
-    """Mark the scope: a computation that wrote cannot be stored."""
-    mark_uncacheable(f"wrote to {info.name}")
+def wrote(info: TableInfo, reason: str | None = None) -> None:
+    """Mark the scope: a computation that wrote cannot be stored (``reason``: a more precise
+    one than the table's name, ``writes.own_row_reason``)."""
+    mark_uncacheable(reason or f"wrote to {info.name}")

@@ -54,6 +54,7 @@ from django.db import DatabaseError, transaction
 from django.db.models.sql.constants import MULTI
 from django.db.models.sql.query import Query
 
+from ..scope import current_scope
 from .reads import _conjuncts, _keyed_lookup
 from .tables import ModelColumns, TableInfo, registry
 from .write_guard import (
@@ -241,10 +242,13 @@ def _update(compiler: Any, stmt: Statement) -> Any:
         result = stmt()
         safe_bump((), using, info.name)
         return result
-    wrote(info)
     prepare(using)
     with atomic(using):
         old = _rows_before(query, using, target)
+        # Marked once the rows are known, so the reason can say the computation wrote a row it
+        # read (a view counter: docs/observability.md, "doctor"). Before the statement runs:
+        # a failure before it is _fallback's, which marks the scope too.
+        wrote(info, own_row_reason(target, using, old, set_columns))
         if old is None:
             result = stmt()
             settle(target, using, lambda: info.all_wildcards(using))
@@ -260,6 +264,41 @@ def _update(compiler: Any, stmt: Statement) -> Any:
 
         settle(target, using, tags)
         return result
+
+
+#: Fields named in an "of a row it read" reason, at most (reasons stay bounded).
+REASON_FIELDS = 4
+ROW_IT_READ = " of a row it read"
+
+
+def own_row_reason(
+    target: ModelColumns,
+    using: str,
+    old: list[Any] | None,
+    set_columns: dict[str, tuple[Any, Any]],
+) -> str | None:
+    """``"wrote blog.Post.view_count of a row it read"`` when the computation being cached (or
+    one enclosing it) read one of the rows this UPDATE changes, else ``None`` (the generic
+    reason). Names the model and the fields, as ``VOLATILE_FIELDS`` takes them."""
+    scope = current_scope()
+    n = len(target.ident)
+    if scope is None or not old or n != 1:
+        return None
+    info = target.info
+    rows = _row_tags(info, using, target.ident, [tuple(row[:1]) for row in old])
+    read = False
+    while scope is not None and not read:
+        read = not rows.isdisjoint(scope.tags)
+        scope = scope.parent
+    if not read:
+        return None
+    label = info.model._meta.label
+    names = sorted(f.name for column, (f, _) in set_columns.items() if column not in info.volatile)
+    if not names:
+        return None
+    shown = ", ".join(f"{label}.{name}" for name in names[:REASON_FIELDS])
+    more = f" (+{len(names) - REASON_FIELDS} more)" if len(names) > REASON_FIELDS else ""
+    return f"wrote {shown}{more}{ROW_IT_READ}"
 
 
 def _new_values(

@@ -54,7 +54,73 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not found:
         messages.extend(_check_log(settings, kwargs.get("databases")))
         messages.extend(check_django_caches(settings))
+        messages.extend(_check_publish_root(settings))
+        messages.extend(_check_mirrors(settings))
+    messages.extend(_check_metrics(settings))
     return messages
+
+
+def _check_mirrors(settings: Any) -> list[CheckMessage]:
+    """freshcache.W008: an alias whose ``TEST["MIRROR"]`` names another alias (Django's sign of
+    a replica) is not in ``READ_REPLICAS``: its reads would be tagged as another database's, and
+    a write on the primary would never invalidate what was built from them."""
+    from django.conf import settings as django_settings
+
+    found: list[CheckMessage] = []
+    for alias, config in sorted(django_settings.DATABASES.items()):
+        mirror = (config.get("TEST") or {}).get("MIRROR")
+        if mirror and alias not in settings.read_replicas:
+            found.append(
+                Warning(
+                    f"DATABASES[{alias!r}] mirrors {mirror!r} in tests (a read replica?), but "
+                    f"FRESHCACHE['READ_REPLICAS'] does not name it: what is built from reads "
+                    f"of {alias!r} is never invalidated by writes on {mirror!r}.",
+                    hint=f"Add FRESHCACHE['READ_REPLICAS'] = {{{alias!r}: {mirror!r}}}. "
+                    "See docs/scaling.md.",
+                    id="freshcache.W008",
+                )
+            )
+    return found
+
+
+def _check_metrics(settings: Any) -> list[CheckMessage]:
+    """freshcache.E023: ``METRICS`` is on without ``prometheus_client``."""
+    from .. import metrics
+
+    if not settings.metrics or metrics.available():
+        return []
+    return [
+        Error(
+            "FRESHCACHE['METRICS'] is True but prometheus_client is not installed, so no "
+            "metrics are collected and the metrics view raises ImproperlyConfigured.",
+            hint="pip install 'django-freshcache[prometheus]', or set FRESHCACHE['METRICS'] "
+            "to False. See docs/observability.md.",
+            id="freshcache.E023",
+        )
+    ]
+
+
+def _check_publish_root(settings: Any) -> list[CheckMessage]:
+    """freshcache.W008: ``EDGE["PUBLISH"]["ROOT"]`` cannot be created or written."""
+    import os
+
+    publishing = settings.edge.publish
+    if publishing is None:
+        return []
+    existing = publishing.root
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK):
+        return []
+    return [
+        Warning(
+            f"FRESHCACHE['EDGE']['PUBLISH']['ROOT'] {publishing.root!r} cannot be written "
+            f"({existing!r} is not a writable directory): no page is published.",
+            hint="Create the directory and let the user the web processes run as write to it "
+            "(nginx only reads it). See docs/edge.md.",
+            id="freshcache.W008",
+        )
+    ]
 
 
 #: The hint of each kind of mistake that ``conf.read`` finds (``conf.KINDS`` has their ids).
@@ -78,11 +144,21 @@ _HINTS = {
     "(0 in either turns single flight off). See docs/settings.md.",
     "cache": "Map aliases of CACHES to 'shared' (the same values in every process) or 'local'. "
     "See docs/settings.md.",
+    "edge": "Write EDGE as a dict: 'KEYS' lists the edges in front of the site (akamai, "
+    "cloudflare, fastly, varnish), 'SEND_KEYS' is True or False, 'MAX_HEADER_BYTES' a whole "
+    "number of bytes or None, 'PURGERS' a list of dicts with a 'BACKEND' and its options, "
+    "'PUBLISH' a dict with an absolute 'ROOT' and a list of 'URLS' patterns. See docs/edge.md.",
+    "replicas": "Map the alias of each read replica to the alias of the database it replicates, "
+    "both from DATABASES, such as {'replica': 'default'}. See docs/scaling.md.",
+    "shadow": "Write SHADOW as a dict: 'RATE' the share of page hits to re-render, a number from "
+    "0 to 1 (0.01 is 1%), 'EXCLUDE' a list of path patterns never re-rendered, 'QUEUE_SIZE' a "
+    "whole number greater than 0. See docs/observability.md.",
 }
 
 
 def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
-    """freshcache.W003, W004 (PostgreSQL: asks the database) and I001 (other databases)."""
+    """freshcache.W003, W004, W007 (PostgreSQL: asks the database) and I001 (other
+    databases)."""
     alias = settings.log_database
     if alias is None or (databases is not None and alias not in databases):
         return []
@@ -109,7 +185,19 @@ def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
     found = _ask_database(alias)
     if found is None:
         return []  # not migrated yet (``migrate`` runs the checks first), or no answer in time
-    has_log, states = found
+    has_log, states, has_queue = found
+    queue: list[CheckMessage] = []
+    if settings.edge.purgers and not has_queue:
+        queue.append(
+            Warning(
+                "FRESHCACHE['EDGE']['PURGERS'] is set, but the purge queue table freshcache_purge "
+                f"does not exist in database {alias!r}.",
+                hint="Run `manage.py migrate freshcache`. Until the table exists, relays cannot "
+                "delete applied log rows (their purges would be lost), so every process computes "
+                "pages uncached.",
+                id="freshcache.W007",
+            )
+        )
     if not has_log:
         return [
             Warning(
@@ -120,11 +208,12 @@ def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
                 "writes made outside Django are not seen. To create it: `manage.py migrate "
                 "freshcache 0001 --fake`, then `manage.py migrate freshcache`.",
                 id="freshcache.W004",
-            )
+            ),
+            *queue,
         ]
     bad = [s for s in states if s.state in ("missing", "outdated")]
     if not bad:
-        return []
+        return queue
     names = ", ".join(f"{s.table} ({s.state})" for s in bad)
     return [
         Warning(
@@ -134,7 +223,8 @@ def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
             "and triggers in SQL) may not be invalidated. Run `manage.py freshcache changefeed "
             "install`.",
             id="freshcache.W003",
-        )
+        ),
+        *queue,
     ]
 
 
@@ -144,11 +234,12 @@ def _check_log(settings: Any, databases: Any) -> list[CheckMessage]:
 LOG_MIGRATION = ("freshcache", "0002_log")
 
 
-def _ask_database(alias: str) -> tuple[bool, list[Any]] | None:
-    """(does the log table exist, the trigger state of every tracked table) on ``alias``;
+def _ask_database(alias: str) -> tuple[bool, list[Any], bool] | None:
+    """(does the log table exist, the trigger state of every tracked table, does the purge
+    queue table exist) on ``alias``;
     ``None`` when the log's migration is not applied there, or the database cannot tell within
     :data:`DATABASE_CHECK_SECONDS`."""
-    answer: list[tuple[bool, list[Any]] | None] = []
+    answer: list[tuple[bool, list[Any], bool] | None] = []
 
     def ask() -> None:
         conn: Any = None
@@ -162,8 +253,10 @@ def _ask_database(alias: str) -> tuple[bool, list[Any]] | None:
             if LOG_MIGRATION not in MigrationRecorder(conn).applied_migrations():
                 answer.append(None)
                 return
-            has_log = "freshcache_log" in conn.introspection.table_names()
-            answer.append((has_log, triggers.status(alias) if has_log else []))
+            tables = conn.introspection.table_names()
+            has_log = "freshcache_log" in tables
+            states = triggers.status(alias) if has_log else []
+            answer.append((has_log, states, "freshcache_purge" in tables))
         except Exception:
             pass  # unreachable, no rights, blocked by a test runner: nothing to report
         finally:

@@ -23,7 +23,14 @@ __all__ = ["check_django_caches", "check_store"]
 
 def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
     """Errors in a store's URL (the first one found); then, with ``warn``, its warnings."""
-    from ..stores import SCHEMES, database_alias, known_options, redacted, unknown_options
+    from ..stores import (
+        SCHEMES,
+        database_alias,
+        known_options,
+        near_cache_refusal,
+        redacted,
+        unknown_options,
+    )
 
     shown = redacted(url)
     try:
@@ -48,6 +55,15 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
         ]
     known = known_options(scheme)
     unknown = unknown_options(url)
+    refusal = near_cache_refusal(scheme, unknown)
+    if refusal:
+        return [
+            Error(
+                f"Store {name!r} has URL {shown!r}: {refusal}",
+                hint="Use a redis:// store for a near cache, or drop the option.",
+                id="freshcache.E014",
+            )
+        ]
     if unknown:
         return [
             Error(
@@ -125,7 +141,8 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     from ..stores.redis import RedisStore
 
     store = get_store(name)
-    store = getattr(store, "inner", store)  # behind a near cache
+    while hasattr(store, "inner"):  # behind a near cache, timed for metrics
+        store = store.inner
     if not isinstance(store, RedisStore):
         return []
     if not store.ping():

@@ -24,6 +24,8 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+from .edge import EdgeSettings, read_edge
+
 # MAX_LEASE_SECONDS and closest live with their readers; `X as X` keeps them importable from
 # here, as before the split (stores/database.py imports MAX_LEASE_SECONDS).
 from .readers import MAX_LEASE_SECONDS as MAX_LEASE_SECONDS
@@ -41,8 +43,19 @@ from .readers import (
     read_stores,
 )
 from .readers import closest as closest
+from .replicas import read_read_replicas
+from .shadow import ShadowSettings, read_shadow
 
-__all__ = ["DEFAULTS", "FreshcacheSettings", "Problem", "get_settings", "problems", "read"]
+__all__ = [
+    "DEFAULTS",
+    "EdgeSettings",
+    "FreshcacheSettings",
+    "Problem",
+    "ShadowSettings",
+    "get_settings",
+    "problems",
+    "read",
+]
 
 logger = logging.getLogger("freshcache")
 
@@ -73,6 +86,12 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 10.0,
     "LEASE_WAIT_SECONDS": 5.0,
     "DJANGO_CACHES": {},
+    "EDGE": {},
+    "METRICS": False,
+    "JOURNAL": True,
+    "READ_REPLICAS": {},
+    "REPLICA_WAIT_SECONDS": 0.1,
+    "SHADOW": None,
 }
 
 
@@ -112,6 +131,18 @@ class FreshcacheSettings:
     lease_wait_seconds: float = 5.0
     #: ``CACHES`` aliases whose locality is declared: ``"shared"`` or ``"local"``.
     django_caches: dict[str, str] = field(default_factory=dict)
+    #: Surrogate keys for edge caches (docs/edge.md); off unless ``EDGE["KEYS"]`` names one.
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    #: Prometheus metrics (docs/observability.md); needs the ``prometheus`` extra.
+    metrics: bool = False
+    #: The journal read by ``manage.py freshcache why|stats|doctor`` (``journal.py``).
+    journal: bool = True
+    #: Read replicas: replica alias → the alias of its primary (``conf/replicas.py``).
+    read_replicas: dict[str, str] = field(default_factory=dict)
+    #: How long a computation's first read of a replica waits for it to catch up.
+    replica_wait_seconds: float = 0.1
+    #: Shadow mode (docs/observability.md): sampled page hits re-rendered and compared.
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
 
 
 #: The kinds of :class:`Problem` and the check id each is reported under (docs/checks.md).
@@ -129,6 +160,9 @@ KINDS = {
     "size": "freshcache.E019",
     "lease": "freshcache.E020",
     "cache": "freshcache.E021",
+    "edge": "freshcache.E022",
+    "shadow": "freshcache.E024",
+    "replicas": "freshcache.E025",
 }
 
 
@@ -176,6 +210,12 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         lease_seconds=read_lease(reader, "LEASE_SECONDS"),
         lease_wait_seconds=read_lease(reader, "LEASE_WAIT_SECONDS"),
         django_caches=read_django_caches(reader),
+        edge=read_edge(reader),
+        metrics=reader.switch("METRICS"),
+        journal=reader.switch("JOURNAL"),
+        read_replicas=read_read_replicas(reader),
+        replica_wait_seconds=reader.seconds("REPLICA_WAIT_SECONDS", zero=True),
+        shadow=read_shadow(reader),
     )
     if reader.problems:
         settings = replace(settings, enabled=False)

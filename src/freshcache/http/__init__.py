@@ -11,6 +11,7 @@ from .guard import UncacheableWarning
 from .keys import url_tag
 from .middleware import CacheMiddleware
 from .placeholders import placeholder, register_placeholder
+from .shadow import shadow_exempt
 
 __all__ = [
     "CacheMiddleware",
@@ -18,5 +19,6 @@ __all__ = [
     "cache_page",
     "placeholder",
     "register_placeholder",
+    "shadow_exempt",
     "url_tag",
 ]

@@ -124,20 +124,36 @@ def response_attributes(response: HttpResponseBase) -> dict[str, Any] | str:
     return carried
 
 
-def new_response(attributes: dict[str, Any], body: bytes, status: int) -> HttpResponse:
-    """An ``HttpResponse`` (of the carried class) with ``body``, ``status`` and the attributes."""
-    cls: type[HttpResponse] = HttpResponse
+def response_class(attributes: dict[str, Any]) -> type[HttpResponse]:
+    """The carried response class (a ``django.http`` one), else ``HttpResponse``."""
     path = attributes.get("__class__")
     if isinstance(path, str) and path.startswith("django.http"):
         module, _, name = path.partition(":")
         found = getattr(importlib.import_module(module), name, None)
         if isinstance(found, type) and issubclass(found, HttpResponse) and not found.streaming:
-            cls = found
+            return found
+    return HttpResponse
+
+
+def new_response(
+    attributes: dict[str, Any],
+    body: bytes,
+    status: int,
+    *,
+    cls: type[HttpResponse] | None = None,
+    content_type: str | None = None,
+) -> HttpResponse:
+    """An ``HttpResponse`` (of the carried class) with ``body``, ``status`` and the attributes.
+
+    ``cls``: :func:`response_class` of ``attributes``, if the caller has it already.
+    """
+    cls = response_class(attributes) if cls is None else cls
     response = cls.__new__(cls)
     # The base initializer: a subclass's own (a redirect's URL check, JSON encoding) has run
     # when the page was rendered; its results are in the stored headers and body.
-    HttpResponse.__init__(response, body, status=status)
-    restore_attributes(response, attributes)
+    HttpResponse.__init__(response, body, status=status, content_type=content_type)
+    if attributes:
+        restore_attributes(response, attributes)
     return response
 
 
@@ -195,17 +211,27 @@ def csp_nonce(request: HttpRequest, *, generate: bool = False) -> str | None:
     return None
 
 
+# What a transformation may put between the nonce's alphanumeric runs: the separator itself or
+# its escape (``\u002B`` from ``|escapejs`` and JSON, ``%2B`` from URL-encoding, ``\x2b``,
+# HTML character references).
+_SEPARATOR = (
+    rb"(?:%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\x[0-9A-Fa-f]{2}|&#?[0-9A-Za-z]{1,8};"
+    rb"|[^A-Za-z0-9]){1,4}"
+)
+
+
 def nonce_transformed(text: bytes, nonce: str) -> bool:
     """Whether ``text`` holds ``nonce`` in another form than as is (``|escapejs``, URL-encoded…).
 
-    Judged by the nonce's longest alphanumeric run (at least 8 characters: ~48 random bits),
-    which such transformations leave intact: more of those than of the nonce itself.
+    The nonce's alphanumeric runs are looked for in order, with the characters between them
+    in any escaped form: more such matches than copies of the nonce itself means a transformed
+    copy. A nonce with fewer than 8 alphanumeric characters (~48 random bits) is not judged.
     """
     runs = re.findall(r"[A-Za-z0-9]+", nonce)
-    core = max(runs, key=len, default="")
-    if len(core) < 8:
+    if sum(map(len, runs)) < 8:
         return False
-    return text.count(core.encode()) > text.count(nonce.encode())
+    pattern = _SEPARATOR.join(re.escape(run.encode()) for run in runs)
+    return len(re.findall(pattern, text)) > text.count(nonce.encode())
 
 
 def has_csp_nonce(request: HttpRequest) -> bool:
@@ -273,6 +299,8 @@ def effects_since(request: HttpRequest, before: dict[str, Any]) -> dict[str, Any
 
 def apply_effects(request: HttpRequest, effects: dict[str, Any]) -> None:
     """Do to ``request`` what the stored render did, so the middleware above sees the same."""
+    if not effects:
+        return  # most pages: nothing to do again
     from .guard import raw
 
     if effects.get("session") and "session" in vars(request):

@@ -11,7 +11,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from ..tags import Taggable
 from .serve import PageOptions, aserve, serve
 
-__all__ = ["cache_page", "caches_itself"]
+__all__ = ["cache_page", "caches_itself", "page_options"]
 
 V = TypeVar("V", bound=Callable[..., Any])
 
@@ -19,6 +19,8 @@ V = TypeVar("V", bound=Callable[..., Any])
 # and so do ``method_decorator`` and ``View.as_view()``: the mark survives the usual decorators
 # stacked above ``cache_page``, and reaches a class-based view decorated on ``dispatch``.
 _MARK = "_freshcache_cache_page"
+# The view's PageOptions, set beside the mark (and copied with it): ``page_options``.
+_OPTIONS = "_freshcache_page_options"
 
 
 def caches_itself(view: Callable[..., Any], method: str | None = None) -> bool:
@@ -28,21 +30,37 @@ def caches_itself(view: Callable[..., Any], method: str | None = None) -> bool:
     class-based view counts when ``cache_page`` decorates its ``dispatch`` or the handler of
     ``method`` (``"GET"``, ``"HEAD"``: a view without ``head`` answers HEAD with ``get``).
     """
+    return _marked(view, method) is not None
+
+
+def page_options(view: Callable[..., Any], method: str | None = None) -> PageOptions | None:
+    """The options of the ``cache_page`` that caches ``view`` (as :func:`caches_itself` finds
+    it), or ``None`` (``manage.py freshcache inspect`` keys a URL as that view does)."""
+    marked = _marked(view, method)
+    found = getattr(marked, _OPTIONS, None)
+    return found if isinstance(found, PageOptions) else None
+
+
+def _marked(view: Callable[..., Any], method: str | None) -> Any:
     seen = 0
     func: Any = view
     while func is not None and seen < 16:  # a decorator that kept __wrapped__ but not __dict__
         if getattr(func, _MARK, False):
-            return True
+            return func
         func, seen = getattr(func, "__wrapped__", None), seen + 1
     cls = getattr(view, "view_class", None)
     if cls is None:
-        return False
+        return None
     names = ["dispatch"]
     if method:
         names.append(method.lower())
         if method.upper() == "HEAD" and not hasattr(cls, "head"):
             names.append("get")
-    return any(getattr(getattr(cls, name, None), _MARK, False) for name in names)
+    for name in names:
+        func = getattr(cls, name, None)
+        if getattr(func, _MARK, False):
+            return func
+    return None
 
 
 @overload
@@ -137,6 +155,7 @@ def cache_page(
 
             markcoroutinefunction(async_view)
             setattr(async_view, _MARK, True)
+            setattr(async_view, _OPTIONS, options)
             return async_view  # type: ignore[return-value]
 
         @functools.wraps(func)
@@ -144,6 +163,7 @@ def cache_page(
             return serve(request, lambda: func(request, *args, **kwargs), options, args, kwargs)
 
         setattr(sync_view, _MARK, True)
+        setattr(sync_view, _OPTIONS, options)
         return sync_view  # type: ignore[return-value]
 
     if view is not None:

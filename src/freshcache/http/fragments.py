@@ -25,21 +25,19 @@ from typing import Any
 
 from django.db import models
 from django.http import HttpRequest
-from django.utils.functional import LazyObject, SimpleLazyObject, empty
+from django.utils.functional import SimpleLazyObject, empty
 
+from .. import events
 from ..conf import get_settings
 from ..core import fetch
+from ..inputs import note_inputs
 from ..scope import add_tags, current_scope, mark_uncacheable
-from ..tags import instance_tag, table_tag
 from . import carry, placeholders
 from .guard import Guard, conditions_violated, guarded, raw, record_absent
 from .guard.identity import _check_user, _evaluate, _GuardedMessages, _GuardedUser
 from .keys import _digest, frame
 
 __all__ = ["Fragment", "FragmentCodec", "render_fragment"]
-
-_MAX_CONTEXT_OBJECTS = 2000
-
 
 @dataclass
 class Fragment:
@@ -80,46 +78,6 @@ class FragmentCodec:
 
 
 CODEC = FragmentCodec()
-
-
-def _model_tags(obj: models.Model, tags: set[str], depth: int = 2) -> None:
-    if obj.pk is None:
-        return
-    tags.add(instance_tag(obj, obj._state.db))
-    if depth <= 0:
-        return
-    for related in getattr(obj._state, "fields_cache", {}).values():
-        if isinstance(related, models.Model):
-            _model_tags(related, tags, depth - 1)
-    for rows in getattr(obj, "_prefetched_objects_cache", {}).values():
-        if isinstance(rows, models.QuerySet):
-            tags.add(table_tag(rows.model, rows.db))
-
-
-def value_tags(values: Iterable[Any]) -> set[str]:
-    """Tags of the model instances (and evaluated querysets) among ``values``."""
-    tags: set[str] = set()
-    seen = 0
-    for value in values:
-        if isinstance(value, LazyObject):  # never evaluate request.user and friends
-            continue
-        if isinstance(value, models.Model):
-            _model_tags(value, tags)
-        elif isinstance(value, models.QuerySet):
-            if value._result_cache is not None:
-                tags.add(table_tag(value.model, value.db))
-        elif isinstance(value, list | tuple) and value:
-            for item in value[:_MAX_CONTEXT_OBJECTS]:
-                if isinstance(item, models.Model):
-                    _model_tags(item, tags, depth=1)
-        else:
-            object_list = getattr(value, "object_list", None)  # a paginator Page
-            if isinstance(object_list, models.QuerySet) and object_list._result_cache is not None:
-                tags.add(table_tag(object_list.model, object_list.db))
-        seen += 1
-        if seen > _MAX_CONTEXT_OBJECTS:
-            break
-    return tags
 
 
 def _encode(value: Any) -> str:
@@ -258,15 +216,16 @@ def render_fragment(
 ) -> str:
     """Return the fragment's text: from the cache if still valid, else ``render()``."""
     if not get_settings().enabled:
+        _settle(name, "bypass", "disabled")
         return render()  # as without freshcache: no guard, no proxies
-    parent = current_scope()
-    inherited = set(parent.tags) if parent is not None else set()
-    inherited |= value_tags(values)
-    inherited |= value_tags(context_values)
     rendered: dict[str, str] = {}
 
     def compute() -> Fragment | None:
-        add_tags(inherited)
+        scope = current_scope()  # the fragment's own
+        if scope is not None and scope.parent is not None:
+            add_tags(set(scope.parent.tags))  # what the page read to arrive here
+        note_inputs(values)
+        note_inputs(context_values)
         if request is None:
             rendered["text"] = render()
             return Fragment(rendered["text"])
@@ -295,15 +254,26 @@ def render_fragment(
             return None
         return result
 
-    outcome = fetch(fragment_key(name, values, origin), compute, store=store, codec=CODEC)
+    key = fragment_key(name, values, origin)
+    outcome = fetch(key, compute, store=store, codec=CODEC, kind="fragment", name=name)
     if not outcome.hit:
+        _settle(name, "miss")
         return rendered["text"]
     fragment = outcome.value
     if fragment is None:
+        _settle(name, "bypass", "bad entry")
         return render()
     if request is not None:
-        if conditions_violated(request, fragment.absent):
+        violated = conditions_violated(request, fragment.absent)
+        if violated:
+            _settle(name, "bypass", violated)
             return render()
         record_absent(request, fragment.absent)
         carry.apply_effects(request, fragment.effects)
+    _settle(name, "hit")
     return _filled(fragment, request)
+
+
+def _settle(name: str, state: str, reason: str | None = None) -> None:
+    if events.listening:
+        events.settle("fragment", name, state, reason)

@@ -80,6 +80,9 @@ class QueryKey:
     bypass: str | None = None
 
 
+_NO_QUERY = QueryKey((), frozenset(), "")
+
+
 def normalized_query(
     request: HttpRequest,
     allowlist: frozenset[str] | None,
@@ -97,6 +100,8 @@ def normalized_query(
             return QueryKey(None, frozenset(), "", bypass="query string too long")
         if raw and raw.count("&") + 1 > settings.max_query_params:
             return QueryKey(None, frozenset(), "", bypass="too many query parameters")
+        if not raw and "GET" not in vars(request):
+            return _NO_QUERY  # most pages: nothing to parse (request.GET is not parsed yet)
     get = raw_get if raw_get is not None else request.GET
     lists = sorted(get.lists(), key=lambda item: item[0])
     if allowlist is None:

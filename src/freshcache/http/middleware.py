@@ -47,10 +47,12 @@ from django.urls import get_resolver
 from django.utils import translation
 
 from ..conf import get_settings
+from ..edge.response import mark_uncacheable
+from ..outcome import collecting
 from .decorators import caches_itself
 from .serve import PageOptions, aserve, serve
 
-__all__ = ["CacheMiddleware"]
+__all__ = ["CacheMiddleware", "OutcomeMiddleware"]
 
 _OPTIONS = PageOptions(namespace="site")
 # (resolver, language, method, path_info) -> whether the view caches itself. Bounded: cleared
@@ -94,20 +96,61 @@ class CacheMiddleware:
         if self.is_async:
             markcoroutinefunction(self)
 
-    def _skip(self, request: HttpRequest) -> bool:
-        if any(request.path.startswith(p) for p in get_settings().never_cache_paths):
-            return True
-        return _view_caches_itself(request)
+    def _never(self, request: HttpRequest) -> bool:
+        return any(request.path.startswith(p) for p in get_settings().never_cache_paths)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        if self._skip(request):
+        if self._never(request):
+            return _not_for_the_edge(self.get_response(request))
+        if _view_caches_itself(request):
             return self.get_response(request)
         return serve(request, lambda: self.get_response(request), _OPTIONS)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        if self._skip(request):
+        if self._never(request):
+            return _not_for_the_edge(await get_response(request))
+        if _view_caches_itself(request):
             return await get_response(request)
         return await aserve(request, lambda: get_response(request), _OPTIONS)
+
+
+class OutcomeMiddleware:
+    """Record each request's cache outcomes for ``freshcache.page_outcome(request)`` and
+    ``freshcache.request_outcomes(request)`` (``freshcache.outcome``; docs/observability.md).
+
+    Put it above ``CacheMiddleware`` (and above any middleware of yours that reads the outcome
+    after ``get_response``, or below it: the outcome is on the request either way). Outcomes
+    are recorded only while a request is inside it: a site without it pays nothing.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        with collecting(request):
+            return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        with collecting(request):
+            response: HttpResponseBase = await self.get_response(request)
+            return response
+
+
+def _not_for_the_edge(response: HttpResponseBase) -> HttpResponseBase:
+    """A ``NEVER_CACHE_PATHS`` response: with an edge configured, uncacheable there too (no key
+    could ever purge it; docs/edge.md)."""
+    edge = get_settings().edge
+    if edge.enabled:
+        mark_uncacheable(response, edge)
+    return response

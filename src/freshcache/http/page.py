@@ -63,6 +63,25 @@ class Page:
     attributes: dict[str, Any] = field(default_factory=dict)
     #: What the render did to the request, replayed on hits (``carry.effects_since``).
     effects: dict[str, Any] = field(default_factory=dict)
+    #: What serving it takes that is the same for every request (``_Served``): worked out on
+    #: its first hit and kept with it, since a near cache serves one decoded page to every hit
+    #: from memory. Never stored.
+    served: _Served | None = field(default=None, init=False, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """The per-page part of building a hit's response (``response_from_page``)."""
+
+    #: The response class (``carry.response_class``).
+    cls: type[HttpResponse]
+    #: The stored ``Content-Type``, given to the response's initializer; ``None``: none stored.
+    content_type: str | None
+    #: The other stored headers, in order; a ``Content-Length`` is set from the body served.
+    headers: tuple[tuple[str, str], ...]
+    #: The page's ETag if no request changes it (no slots), else ``None`` with ``per_request``.
+    etag: str | None
+    per_request: bool
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ def _digest(body: bytes, slots: list[tuple[int, str]]) -> str:
 
 class PageCodec:
     """``Page``/``VaryMarker`` <-> bytes, without pickle."""
+
+    #: Pages are only read when served (``response_from_page`` copies what it changes).
+    shareable = True
 
     def dumps(self, value: Any) -> bytes:
         if isinstance(value, VaryMarker):
@@ -261,13 +283,13 @@ def _find(body: bytes, text: bytes) -> list[int]:
     return found
 
 
-def etag_for(request: HttpRequest, page: Page) -> str | None:
+def etag_for(request: HttpRequest | None, page: Page) -> str | None:
     """Return the ETag of ``page`` as served to ``request``, or ``None`` if it cannot have one.
 
     A page without slots has a strong ETag (its bytes are the same for everybody). A page with
     slots has a weak one that also covers what its slots hold for this client (the identity of
     its CSRF secret, not the secret): the bytes differ per response (tokens are masked anew)
-    but are equivalent for that client.
+    but are equivalent for that client. ``request`` may be ``None`` for a page without slots.
     """
     own = [value for name, value in page.headers if name.lower() == "etag"]
     if own:
@@ -280,6 +302,8 @@ def etag_for(request: HttpRequest, page: Page) -> str | None:
     names = {name for _, name in page.slots}
     if not names:
         return f'"{page.digest}"'
+    if request is None:
+        raise ValueError("the ETag of a page with slots depends on the request")
     extra = placeholders.validator(request, names)
     if extra is None:
         return None
@@ -287,13 +311,43 @@ def etag_for(request: HttpRequest, page: Page) -> str | None:
     return f'W/"{page.digest}-{tail}"'
 
 
+def covering_tags(etag: str, tags: frozenset[str]) -> str:
+    """``etag`` made to cover ``tags`` too (an edge keeps a copy's keys on a 304: Akamai, "A 304
+    response doesn't update the cache tags"; so a render with the same bytes and other tags must
+    not match the copy's ETag). ``"d"`` → ``"d-t<hash>"``, ``W/"d-x"`` → ``W/"d-x-t<hash>"``."""
+    digest = hashlib.blake2b("\n".join(sorted(tags)).encode(), digest_size=8).hexdigest()
+    return f'{etag[:-1]}-t{digest}"'
+
+
+def _served(page: Page) -> _Served:
+    served = page.served
+    if served is None:
+        content_types = [v for k, v in page.headers if k.lower() == "content-type"]
+        per_request = bool(page.slots)
+        served = page.served = _Served(
+            cls=carry.response_class(page.attributes),
+            # Only a single one: several would all be set, as stored, by the loop.
+            content_type=content_types[0] if len(content_types) == 1 else None,
+            headers=tuple(
+                (k, v)
+                for k, v in page.headers
+                if not (len(content_types) == 1 and k.lower() == "content-type")
+            ),
+            etag=None if per_request else etag_for(None, page),
+            per_request=per_request,
+        )
+    return served
+
+
 def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
     """Build the response for a hit: the stored page with its slots filled for ``request``, its
     response attributes, and its effects on the request done again (see ``carry``)."""
+    served = _served(page)
     cache: dict[str, str] = {}
-    carry.apply_effects(request, page.effects)
-    if page.effects.get("csrf_cookie"):
-        carry.csrf_request(request)
+    if page.effects:
+        carry.apply_effects(request, page.effects)
+        if page.effects.get("csrf_cookie"):
+            carry.csrf_request(request)
     if page.csrf_cookie:
         # Exactly what an uncached render of {% csrf_token %} does: CsrfViewMiddleware then
         # sets (or renews) the CSRF cookie on the way out.
@@ -308,13 +362,15 @@ def response_from_page(request: HttpRequest, page: Page) -> HttpResponse:
         body = b"".join(out)
     else:
         body = page.body
-    response = carry.new_response(page.attributes, body, page.status)
-    for name, value in page.headers:
+    response = carry.new_response(
+        page.attributes, body, page.status, cls=served.cls, content_type=served.content_type
+    )
+    for name, value in served.headers:
         # The view set a length: the filled slots may have changed it.
         response[name] = str(len(body)) if name.lower() == "content-length" else value
     if page.effects.get("csrf_cookie"):
         carry.set_csrf_cookie(request, response)
-    etag = etag_for(request, page)
+    etag = etag_for(request, page) if served.per_request else served.etag
     if etag is not None and not response.has_header("ETag"):
         response["ETag"] = etag
     return response

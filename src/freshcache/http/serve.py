@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from random import random
 from typing import Any, TypeGuard
 
 from asgiref.sync import sync_to_async
@@ -32,17 +33,24 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from .. import events
 from ..conf import get_settings
 from ..core import Outcome, afetch, fetch
+from ..edge import response as edge
+from ..edge.publish import publish
+from ..outcome import PAGE_ATTRIBUTE as PAGE_OUTCOME
+from ..outcome import active as outcome_collecting
 from ..scope import add_tags, mark_uncacheable
 from ..tags import Taggable, tags_for
-from . import carry
+from . import carry, shadow
 from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
+from .names import view_name
 from .page import (
     Page,
     PageCodec,
     VaryMarker,
+    covering_tags,
     etag_for,
     fill_markers,
     not_modified,
@@ -51,11 +59,13 @@ from .page import (
     vary_headers,
 )
 
-__all__ = ["PageOptions", "aserve", "serve"]
+__all__ = ["PageOptions", "aserve", "keys_for", "serve"]
 
 logger = logging.getLogger("freshcache.http")
 CODEC = PageCodec()
 _SAFE = ("GET", "HEAD")
+#: Methods a bypass reason names (RFC 9110 section 9, and PATCH from RFC 5789); others: "other".
+_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,14 @@ class _Plan:
     query: QueryKey
     host: str
     user: str | None
-    extra_tags: set[str] = field(default_factory=set)
+    #: The declared tags (``tags=``, its function's); the URL's tag is added on a miss only
+    #: (``extra_tags()``): a hit's stored tags already hold it.
+    declared_tags: set[str] = field(default_factory=set)
     response: HttpResponseBase | None = None
+
+    def extra_tags(self) -> set[str]:
+        """The tags a render of this request depends on besides what it reads."""
+        return {url_tag(self.request.path), *self.declared_tags}
 
     def key(self, vary: tuple[str, ...] = ()) -> str:
         meta = self.request.META
@@ -167,10 +183,15 @@ def _prepare(
 
     ``who``: the user, already resolved (async views); by default ``request.user``.
     """
+    if events.listening:
+        events.forget()  # an event held before this page began is not this page's
     if not get_settings().enabled:
         return "disabled"  # the render runs as without freshcache: no guard, no proxies
     if request.method not in _SAFE:
-        return f"method {request.method}"
+        # Named only when standard: any word is a method to Django, and reasons become metric
+        # labels and journal counters (a visitor must not be able to mint them).
+        method = request.method if request.method in _METHODS else "other"
+        return f"method {method}"
     meta = request.META
     if "HTTP_AUTHORIZATION" in meta:
         return "request has Authorization"
@@ -190,11 +211,21 @@ def _prepare(
         who = getattr(request, "user", None) if who is None else who
         user = f"user:{who.pk}" if who is not None and who.is_authenticated else "anonymous"
     plan = _Plan(request, options, query, host, user)
-    plan.extra_tags.add(url_tag(request.path))
-    plan.extra_tags |= tags_for(options.tags)
+    if options.tags:
+        plan.declared_tags |= tags_for(options.tags)
     if options.tag_function is not None:
-        plan.extra_tags |= tags_for(options.tag_function(request, *args, **kwargs))
+        plan.declared_tags |= tags_for(options.tag_function(request, *args, **kwargs))
     return plan
+
+
+def keys_for(
+    request: HttpRequest, options: PageOptions, args: tuple = (), kwargs: dict | None = None
+) -> Callable[[tuple[str, ...]], str] | str:
+    """How :func:`serve` keys ``request``: a function of the Vary headers a stored marker names
+    (``()`` for the first-level key) returning the page key, or why the request would bypass
+    the cache (``manage.py freshcache inspect``)."""
+    plan = _prepare(request, options, args, kwargs or {})
+    return plan if isinstance(plan, str) else plan.key
 
 
 def _unrendered(response: HttpResponseBase) -> TypeGuard[SimpleTemplateResponse]:
@@ -214,30 +245,49 @@ def _header_enabled() -> bool:
     return settings.DEBUG if value is None else value
 
 
+def _own_etag(page: Page) -> bool:
+    return any(name.lower() == "etag" for name, _ in page.headers)
+
+
 def _annotate(
     request: HttpRequest,
     response: HttpResponseBase,
     state: str,
     reason: str | None = None,
     page: Page | None = None,
+    tags: frozenset[str] = frozenset(),
+    options: PageOptions | None = None,
 ) -> HttpResponseBase:
     if page is not None:
         if not response.has_header("Cache-Control") and get_settings().browser_cache_control:
             response["Cache-Control"] = get_settings().browser_cache_control
             # Ours, for browsers: an enclosing CacheMiddleware must not read it as the view's.
             response._freshcache_cache_control = True  # type: ignore[attr-defined]
-        if not response.has_header("ETag") and response.status_code != 304:
+        labelled = get_settings().edge.enabled and not _own_etag(page)
+        if (labelled or not response.has_header("ETag")) and response.status_code != 304:
             etag = etag_for(request, page)
             if etag is not None:
-                response["ETag"] = etag
+                # With edge keys the ETag covers the tags too (docs/edge.md, "Revalidation").
+                response["ETag"] = covering_tags(etag, tags) if labelled else etag
         # The client's copy is current: the same 304 on a hit and on a miss.
         response = not_modified(request, response, page)
-    if _header_enabled():
+    if events.listening:
+        # Kept on the request for freshcache.page_outcome() (outcome.py) while the request is
+        # inside outcome.collecting (OutcomeMiddleware, the toolbar panel).
+        outcome_event = events.settle("page", view_name(request), state, reason)
+        if outcome_collecting():
+            setattr(request, PAGE_OUTCOME, outcome_event)
+    header = _header_enabled()
+    if header:
         response["X-Freshcache"] = state + (f"; reason={reason_text(reason)}" if reason else "")
+    if get_settings().edge.enabled:  # surrogate keys, or uncacheable for the edge (docs/edge.md)
+        edge.annotate(request, response, page, tags, options, header)
     return response
 
 
-def _served_hit(request: HttpRequest, outcome: Outcome[Any]) -> HttpResponseBase | str:
+def _served_hit(
+    request: HttpRequest, outcome: Outcome[Any], options: PageOptions
+) -> HttpResponseBase | str:
     """The response for a hit, or why this request may not be served the stored page."""
     page = outcome.value
     assert isinstance(page, Page)
@@ -249,14 +299,21 @@ def _served_hit(request: HttpRequest, outcome: Outcome[Any]) -> HttpResponseBase
     except Exception as exc:
         logger.exception("freshcache: could not serve a stored page")
         return f"internal error: {type(exc).__name__}"
-    return _annotate(request, response, "hit", page=page)
+    return _annotate(request, response, "hit", page=page, tags=outcome.tags, options=options)
 
 
 def _served_miss(plan: _Plan, outcome: Outcome[Any]) -> HttpResponseBase:
     response = plan.response
     assert response is not None
     if outcome.stored and isinstance(outcome.value, Page):
-        return _annotate(plan.request, response, "miss", page=outcome.value)
+        return _annotate(
+            plan.request,
+            response,
+            "miss",
+            page=outcome.value,
+            tags=outcome.tags,
+            options=plan.options,
+        )
     if outcome.stored and isinstance(outcome.value, VaryMarker):
         why = "learnt that it varies on " + ", ".join(outcome.value.headers)
         return _annotate(plan.request, response, "bypass", why)
@@ -281,7 +338,7 @@ def serve(
 
     def compute(vary: tuple[str, ...], first: bool) -> Callable[[], Page | VaryMarker | None]:
         def run() -> Page | VaryMarker | None:
-            add_tags(plan.extra_tags)
+            add_tags(plan.extra_tags())
             guard = plan.guard(vary, first)
             before = carry.snapshot(request)
             try:
@@ -295,14 +352,25 @@ def serve(
 
         return run
 
-    outcome = fetch(plan.key(), compute((), True), store=options.store, codec=CODEC)
+    outcome = fetch(plan.key(), compute((), True), store=options.store, codec=CODEC, kind="page")
+    vary: tuple[str, ...] = ()
     if outcome.hit and isinstance(outcome.value, VaryMarker):
         vary = outcome.value.headers
-        outcome = fetch(plan.key(vary), compute(vary, False), store=options.store, codec=CODEC)
+        outcome = fetch(
+            plan.key(vary), compute(vary, False), store=options.store, codec=CODEC, kind="page"
+        )
+    if (outcome.stored or outcome.hit) and get_settings().edge.publish is not None:
+        publish(plan.request, outcome, plan.options, vary, plan.key(vary))  # docs/edge.md
     if outcome.hit:
-        served = _served_hit(request, outcome) if isinstance(outcome.value, Page) else "bad entry"
+        served = (
+            _served_hit(request, outcome, options)
+            if isinstance(outcome.value, Page)
+            else "bad entry"
+        )
         if isinstance(served, str):
             return _annotate(request, render(), "bypass", served)
+        if shadow.rate and random() < shadow.rate:  # docs/observability.md, "Shadow mode"
+            shadow.schedule(request, render, plan, vary, outcome, served)
         return served
     return _served_miss(plan, outcome)
 
@@ -354,7 +422,7 @@ async def aserve(
 
     def compute(vary: tuple[str, ...], first: bool) -> Callable[[], Awaitable[Any]]:
         async def run() -> Page | VaryMarker | None:
-            add_tags(plan.extra_tags)
+            add_tags(plan.extra_tags())
             guard = plan.guard(vary, first)
             before = carry.snapshot(request)
             try:
@@ -369,15 +437,26 @@ async def aserve(
 
         return run
 
-    outcome = await afetch(plan.key(), compute((), True), store=options.store, codec=CODEC)
+    outcome = await afetch(
+        plan.key(), compute((), True), store=options.store, codec=CODEC, kind="page"
+    )
+    vary: tuple[str, ...] = ()
     if outcome.hit and isinstance(outcome.value, VaryMarker):
         vary = outcome.value.headers
         outcome = await afetch(
-            plan.key(vary), compute(vary, False), store=options.store, codec=CODEC
+            plan.key(vary), compute(vary, False), store=options.store, codec=CODEC, kind="page"
         )
+    if (outcome.stored or outcome.hit) and get_settings().edge.publish is not None:
+        await sync_to_async(publish)(plan.request, outcome, plan.options, vary, plan.key(vary))
     if outcome.hit:
-        served = _served_hit(request, outcome) if isinstance(outcome.value, Page) else "bad entry"
+        served = (
+            _served_hit(request, outcome, options)
+            if isinstance(outcome.value, Page)
+            else "bad entry"
+        )
         if isinstance(served, str):
             return _annotate(request, await render(), "bypass", served)
+        if shadow.rate and random() < shadow.rate:
+            shadow.schedule(request, render, plan, vary, outcome, served, is_async=True)
         return served
     return _served_miss(plan, outcome)

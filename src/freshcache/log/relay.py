@@ -17,6 +17,12 @@ own failed) and until its first drain has completed, :meth:`Relay.blocks_reads` 
 core serves nothing from the stores: it computes uncached (``reason=invalidation log not yet
 applied``). A drain that fails is retried every :data:`RETRY_SECONDS`, so once the store answers
 again the backlog is applied within that bound plus the drain itself.
+
+A lookup sent before the relay knew of a failure may still be answered afterwards (Redis paused
+for writes queues it, then answers it with the old entry before any relay applied the row): the
+core checks every hit on arrival with :meth:`Relay.hit_refused` (rows pending, a failure since
+the lookup was sent, or a batch read and not applied for at least the stores' ``apply_grace``:
+``reason=hit arrived while the invalidation log was not applied``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 
 from ..conf import get_settings
+from ..edge.queue import enqueue as enqueue_purges
 from ..stores import StoreUnavailable, all_stores
+from .notify import Wake, close, listen
+from .notify import wait as wait_notification
 
 __all__ = ["BATCH", "Relay", "drain", "get_relay", "note_failed_bump"]
 
@@ -56,14 +65,28 @@ def _internal(fn: Callable[[], Any]) -> Any:
     return run(fn)
 
 
+def _note_lag(seconds: float) -> None:
+    if get_settings().metrics:
+        from ..metrics import note_relay_lag
+
+        note_relay_lag(seconds)
+
+
 def drain(
-    using: str, *, limit: int = BATCH, on_backlog: Callable[[], None] | None = None
+    using: str,
+    *,
+    limit: int = BATCH,
+    on_backlog: Callable[[], None] | None = None,
+    on_read: Callable[[], None] | None = None,
+    on_applied: Callable[[], None] | None = None,
 ) -> tuple[int, int, float | None]:
     """Apply every row of the log on ``using`` to every store, then delete it.
 
     Return ``(rows, bumped, oldest_age_seconds)``: rows applied and deleted, rows bumped (the
     others were applied by their writer already), and the age of the oldest row bumped.
-    ``on_backlog`` is called when a full batch was read (more rows wait behind it). Raise
+    ``on_backlog`` is called when a full batch was read (more rows wait behind it);
+    ``on_read`` when a batch of rows was read, before it is applied to any store, and
+    ``on_applied`` once every store applied it. Raise
     :class:`~freshcache.stores.StoreUnavailable` (nothing deleted) when a store cannot be
     reached, ``DatabaseError`` when the log cannot be read.
     """
@@ -86,13 +109,20 @@ def drain(
                 rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
             if not rows:
                 break
+            if on_read is not None:
+                on_read()
             batch = [(int(r["id"]), sorted(decode(r, using))) for r in rows]
             done = 0
             for store in all_stores():
                 done = max(done, store.apply(batch))
+            if on_applied is not None:
+                on_applied()
             bumped += done
             ids = [int(r["id"]) for r in rows]
-            deleted = _delete(conn, ids)
+            gone = _delete(conn, ids)
+            deleted = len(gone)
+            # Issue 12: the edge purges of the rows deleted here, in this same transaction.
+            enqueue_purges(conn, [(i, tags) for i, tags in batch if i in gone])
         if bumped:
             created = rows[0]["created"]
             if created is not None and hasattr(created, "timestamp"):
@@ -109,18 +139,27 @@ def drain(
     return total, bumped, oldest
 
 
-def _delete(conn: Any, ids: list[int]) -> int:
+def _delete(conn: Any, ids: list[int]) -> set[int]:
+    """Delete the log rows ``ids``; return the ids this call deleted (not another relay)."""
     marks = ", ".join(["%s"] * len(ids))
-    sql = f"DELETE FROM freshcache_log WHERE id IN ({marks})"
+    sql = f"DELETE FROM freshcache_log WHERE id IN ({marks}) RETURNING id"
     if conn.vendor == "postgresql":
         # Rows another relay is deleting right now are left to it: no relay waits for another.
         sql = (
             "DELETE FROM freshcache_log WHERE id IN (SELECT id FROM freshcache_log "
-            f"WHERE id IN ({marks}) FOR UPDATE SKIP LOCKED)"
+            f"WHERE id IN ({marks}) FOR UPDATE SKIP LOCKED) RETURNING id"
         )
+    elif not conn.features.can_return_columns_from_insert:  # SQLite before 3.35: no RETURNING
+        sql = sql.removesuffix(" RETURNING id")
+        select = f"SELECT id FROM freshcache_log WHERE id IN ({marks})"
+        with conn.cursor() as cursor:
+            _internal(lambda: cursor.execute(select, ids))
+            found = {int(row[0]) for row in cursor.fetchall()}
+            _internal(lambda: cursor.execute(sql, ids))
+            return found
     with conn.cursor() as cursor:
         _internal(lambda: cursor.execute(sql, ids))
-        return max(0, int(cursor.rowcount))
+        return {int(row[0]) for row in cursor.fetchall()}
 
 
 class Relay:
@@ -129,11 +168,22 @@ class Relay:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
+        self._wake = Wake()
         self._stop = threading.Event()
         self._caught_up = threading.Event()
         #: True while rows are known that could not be applied: the stores are not read.
         self.pending = False
+        #: What a hit arriving from a store is checked against (:meth:`hit_refused`): batches
+        #: of log rows read, how many of them every store has applied, and failed attempts to
+        #: apply (a drain that failed, a bump of this process that failed). Plain integers,
+        #: written by the relay's thread (and ``note_failed_bump``), read without a lock.
+        self.batches_read = 0
+        self.batches_applied = 0
+        self.failures = 0
+        #: When the latest batch was read (``time.monotonic()``), and the least ``apply_grace``
+        #: of the stores it is applied to.
+        self.read_at = 0.0
+        self.grace = 0.0
         #: What ``manage.py freshcache relay status`` and the checks report.
         self.listening = False
         self.last_error: str | None = None
@@ -160,6 +210,21 @@ class Relay:
                 self._caught_up.wait(FIRST_DRAIN_WAIT)
         return self.pending or not self._caught_up.is_set()
 
+    def hit_refused(self, failures: int) -> bool:
+        """True when a hit that just arrived from a store must not be served.
+
+        ``failures`` is :attr:`failures` read before the lookup was sent. Refused when rows wait
+        that could not be applied (``pending``), when an attempt to apply rows failed since the
+        lookup was sent, or when a batch read from the log is still being applied and has been
+        for at least the stores' ``apply_grace`` (its ``apply`` may have timed out, and been
+        dropped, with the failure not recorded yet): the hit may have been validated by the
+        store before those rows' bumps (docs/internals.md, "The guarantee, exactly")."""
+        if self.pending or self.failures != failures:
+            return True
+        if self.batches_read == self.batches_applied:
+            return False
+        return time.monotonic() - self.read_at >= self.grace
+
     def wait_first_drain(self, timeout: float = FIRST_DRAIN_WAIT) -> bool:
         """Wait until the first drain has completed (for callers that could not wait inline)."""
         return self._thread is None or self._caught_up.wait(timeout)
@@ -167,6 +232,7 @@ class Relay:
     def note_failed_bump(self) -> None:
         """A bump of this process failed: its log row waits; read nothing until it is applied."""
         if self._thread is not None or self._start():
+            self.failures += 1
             self.pending = True
             self._wake.set()
 
@@ -213,6 +279,9 @@ class Relay:
             thread.join(timeout)
         self._caught_up.clear()
         self.pending = False
+        # A batch the stopped thread was applying waits in the log for the next thread, whose
+        # first drain the stores wait for (``blocks_reads``).
+        self.batches_applied = self.batches_read
         self.listening = False
         self._off = None
         # A new thread reports its own first failure (and recovery) again.
@@ -223,13 +292,20 @@ class Relay:
         """Drain, wait, repeat until stopped (``once``: drain until empty, then return)."""
         listener: Any = None
         failures = 0
+        _start_purges(using, dedicated=self is not _relay)
         try:
             while not self._stop.is_set():
                 try:
                     # A backlog (a full batch, more behind it) is stale data until applied:
                     # reads wait for it like for a failed bump.
-                    rows, bumped, oldest = drain(using, on_backlog=self._backlog)
+                    rows, bumped, oldest = drain(
+                        using,
+                        on_backlog=self._backlog,
+                        on_read=self._read,
+                        on_applied=self._applied,
+                    )
                 except StoreUnavailable as exc:
+                    self.failures += 1
                     self.pending = True
                     self._report(f"a store is unreachable: {exc}")
                     self._stop.wait(RETRY_SECONDS)
@@ -237,6 +313,7 @@ class Relay:
                 except Exception as exc:  # the database is down, the log table gone or locked
                     failures += 1
                     # Rows may wait that nobody applies: fail toward fresh.
+                    self.failures += 1
                     self.pending = True
                     self._report(f"the invalidation log cannot be read or emptied: {exc}")
                     connections[using].close()
@@ -244,10 +321,13 @@ class Relay:
                     self._stop.wait(min(2.0, RETRY_SECONDS * 2**failures))
                     continue
                 failures = 0
+                # Whatever an earlier, failed drain read is applied now (or was by another relay).
+                self.batches_applied = self.batches_read
                 self.drains += 1
                 self.rows_applied += bumped
                 if bumped and oldest is not None:
                     self.last_lag = oldest
+                    _note_lag(oldest)
                 self.pending = False
                 self._caught_up.set()
                 if self.last_error is not None:
@@ -265,6 +345,16 @@ class Relay:
 
     def _backlog(self) -> None:
         self.pending = True
+
+    def _read(self) -> None:
+        # Before the count: a hit that sees the batch in flight reads this batch's time or,
+        # if the batch ended and another began meanwhile, a later one.
+        self.grace = min((store.apply_grace for store in all_stores()), default=0.0)
+        self.read_at = time.monotonic()
+        self.batches_read += 1
+
+    def _applied(self) -> None:
+        self.batches_applied = self.batches_read
 
     def _report(self, error: str) -> None:
         self.last_error = error
@@ -286,10 +376,10 @@ class Relay:
             if left <= 0:
                 break
             if listener is None:
-                self._wake.wait(min(left, 0.05))
+                self._wake.wait(left)
                 continue
             try:
-                got = list(listener.notifies(timeout=min(left, 0.05), stop_after=1))
+                got = wait_notification(listener, self._wake, left)
             except Exception:
                 self.listening = False
                 return _close(listener)
@@ -303,36 +393,20 @@ class Relay:
         return listener
 
 
+def _start_purges(using: str, dedicated: bool) -> None:
+    """Issue 12: purges queued by a process that died are sent by the worker of any process."""
+    from ..edge.worker import get_worker
+
+    with contextlib.suppress(Exception):
+        get_worker().start(using, dedicated=dedicated)
+
+
 def _listen(using: str) -> Any:
-    """A psycopg 3 connection listening on ``freshcache``; ``None`` where that cannot be had."""
-    conn = connections[using]
-    if conn.vendor != "postgresql":
-        return None
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    version = tuple(int(p) for p in psycopg.__version__.split(".")[:2] if p.isdigit())
-    if version < (3, 2):  # notifies(timeout=...) came in psycopg 3.2: poll instead
-        return None
-    try:
-        params = conn.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        params.pop("server_side_binding", None)
-        listener = psycopg.connect(**params, autocommit=True)
-        listener.execute("LISTEN freshcache")
-        return listener
-    except Exception as exc:
-        logger.warning("freshcache relay: LISTEN failed (%s); polling the log instead", exc)
-        return None
+    return listen(using, "freshcache")
 
 
 def _close(listener: Any) -> Any:
-    if listener is not None:
-        with contextlib.suppress(Exception):
-            listener.close()
+    close(listener)
     return None
 
 

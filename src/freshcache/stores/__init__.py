@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import get_settings, problems
-from .base import Hit, Snapshot, Store, StoreFull, StoreUnavailable
+from .base import Hit, Snapshot, Store, Stored, StoreFull, StoreUnavailable
 
 __all__ = [
     "SCHEMES",
@@ -32,6 +32,7 @@ __all__ = [
     "Store",
     "StoreFull",
     "StoreUnavailable",
+    "Stored",
     "UnusableStore",
     "all_stores",
     "from_url",
@@ -130,9 +131,9 @@ def redacted(url: str) -> str:
 def from_url(name: str, url: str) -> Store:
     """Build a store from its URL (no connection is made until it is used).
 
-    Raise ``ImproperlyConfigured`` for an unknown scheme, an unknown option or an unknown
-    database alias, ``ValueError`` for an option value the store cannot use, ``ImportError``
-    when the Redis driver is missing.
+    Raise ``ImproperlyConfigured`` for an unknown scheme, an unknown, repeated or empty option
+    or an unknown database alias, ``ValueError`` for an option value the store cannot use,
+    ``ImportError`` when the Redis driver is missing.
     """
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
@@ -141,6 +142,20 @@ def from_url(name: str, url: str) -> Store:
             f"{scheme!r}; use one of: {', '.join(s + '://' for s in SCHEMES)}"
         )
     unknown = unknown_options(url)
+    refusal = near_cache_refusal(scheme, unknown)
+    if refusal:
+        raise ImproperlyConfigured(
+            f"FRESHCACHE store {name!r} has URL {redacted(url)!r}: {refusal}"
+        )
+    pairs = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    names = [option for option, _ in pairs]
+    repeated = sorted({option for option in names if names.count(option) > 1})
+    blank = [option for option, value in pairs if not value and option in known_options(scheme)]
+    if repeated or blank:
+        what = f"option(s) given twice: {', '.join(repeated)}" if repeated else ""
+        what += "; " if repeated and blank else ""
+        what += f"option(s) without a value: {', '.join(blank)}" if blank else ""
+        raise ImproperlyConfigured(f"FRESHCACHE store {name!r} has URL {redacted(url)!r}: {what}")
     if unknown:
         raise ImproperlyConfigured(
             f"FRESHCACHE store {name!r} has URL {redacted(url)!r} with unknown option(s) "
@@ -172,6 +187,20 @@ def from_url(name: str, url: str) -> Store:
         breaker_seconds=settings.breaker_seconds,
         timeout=settings.timeout,
     ).near()
+
+
+def near_cache_refusal(scheme: str, unknown: list[str]) -> str | None:
+    """Why a ``memory://`` or ``database://`` URL asking for a near cache is refused (``None``
+    when it does not ask)."""
+    if scheme not in ("memory", "database") or not {"near_cache", "near_heartbeat"} & set(unknown):
+        return None
+    why = (
+        "lives in the process already."
+        if scheme == "memory"
+        else "has no invalidation channel a write can wait on (PostgreSQL's NOTIFY reaches other "
+        'processes after the COMMIT returns); see docs/internals.md, "The near cache".'
+    )
+    return f"a near cache is a Redis store option. A {scheme}:// store {why}"
 
 
 def database_alias(url: str) -> str:
@@ -241,6 +270,19 @@ def _build(name: str, url: str) -> Store:
         return UnusableStore(name, url, error)
 
 
+def _metered(store: Store) -> Store:
+    """``store``, its calls timed while ``METRICS`` is on (``metrics/stores.py``)."""
+    if not get_settings().metrics:
+        return store
+    from .. import metrics
+
+    if not metrics.available():
+        return store  # manage.py check reports it (freshcache.E023)
+    from ..metrics.stores import MeteredStore
+
+    return MeteredStore(store)
+
+
 def get_store(name: str | None = None) -> Store:
     """Return the store named ``name`` (``"default"`` when omitted), creating it on first use.
 
@@ -257,7 +299,7 @@ def get_store(name: str | None = None) -> Store:
         if store is None:
             urls = get_settings().stores
             if name in urls:
-                store = _build(name, urls[name])
+                store = _metered(_build(name, urls[name]))
             elif problems():
                 store = UnusableStore(name, "", "FRESHCACHE has errors")
             else:

@@ -40,9 +40,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["NO_LEASE", "Hit", "Snapshot", "Store", "StoreFull", "StoreUnavailable"]
+from .journal import Journal, LocalJournal
+
+__all__ = [
+    "NO_LEASE",
+    "Hit",
+    "Snapshot",
+    "Store",
+    "StoreFull",
+    "StoreUnavailable",
+    "Stored",
+]
 
 #: The token :meth:`Store.acquire` returns from a store that keeps no leases: go ahead, alone
 #: or not (every caller computes, as without single flight).
@@ -72,10 +83,49 @@ class Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A validated entry: its payload and the tags it depends on."""
+    """A validated entry: its payload and the tags it depends on.
+
+    ``memo`` is set by a near cache (``near.py``), which hands out the same ``Hit`` on every hit
+    from memory: the core keeps the value it decoded (and verified) from ``payload`` there, so a
+    later hit skips the MAC and the decoding. Only codecs whose values are never mutated use it
+    (``shareable``).
+    """
 
     payload: bytes
     tags: frozenset[str]
+    memo: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An entry as a store holds it, not validated (:meth:`Store.inspect`; diagnostics only).
+
+    ``versions``: each tag's version recorded with the entry; ``current``: each tag's version
+    now (``None``: the store has none, so the entry can never validate again). Versions are
+    text for people (``"12"`` after a bump, ``"12.3"`` when first seen at 12), comparable only
+    for equality. ``expires_in``: seconds left (``None``: no expiry; 0 or less: expired).
+    ``same_epoch``: False for an entry of an earlier epoch (a cleared or restarted store).
+    """
+
+    payload: bytes
+    versions: dict[str, str]
+    current: dict[str, str | None]
+    expires_in: float | None = None
+    same_epoch: bool = True
+
+    @property
+    def moved(self) -> list[str]:
+        """The tags whose version changed since the entry was stored, sorted."""
+        return sorted(t for t, v in self.versions.items() if self.current.get(t) != v)
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_in is not None and self.expires_in <= 0
+
+    @property
+    def valid(self) -> bool:
+        """True if a lookup now would validate it (``lookup``'s rules)."""
+        return self.same_epoch and not self.expired and not self.moved
 
 
 class Store(abc.ABC):
@@ -87,6 +137,11 @@ class Store(abc.ABC):
     thread_sensitive: bool = False
     #: False when calls never wait on I/O: async callers then call them on the event loop.
     blocking: bool = True
+    #: Seconds a relay's ``apply`` may be in flight while a hit from this store is still served
+    #: (``Relay.hit_refused``). Nonzero only for a store that runs commands in the order they
+    #: reach it (a lookup sent after the ``apply`` is run after it) and drops an ``apply`` only
+    #: by a timeout of at least that many seconds. 0: no hit is served while one is in flight.
+    apply_grace: float = 0.0
 
     def __init__(self, name: str, url: str) -> None:
         self.name = name
@@ -99,6 +154,11 @@ class Store(abc.ABC):
         Combining the two saves a round trip on every miss. The snapshot must be taken before
         the caller reads any data, which it is: the caller computes only after this returns.
         """
+
+    def peek(self, key: str) -> Hit | None:
+        """Return the valid entry under ``key`` if it is at hand without any I/O (a near
+        cache's), else ``None``; never blocks, so ``afetch`` calls it on the event loop."""
+        return None
 
     @abc.abstractmethod
     def begin(self) -> Snapshot:
@@ -164,6 +224,24 @@ class Store(abc.ABC):
         between commit and the post-commit bump cannot lose the invalidation) and after commit.
         """
         return False
+
+    def inspect(self, key: str) -> Stored | None:
+        """Return the entry under ``key`` as stored, without validating it, with the current
+        version of each of its tags; ``None`` when nothing is stored under ``key``.
+
+        For diagnostics (``manage.py freshcache inspect``): it changes nothing (no LRU touch,
+        no deletion of an invalid entry) and need not be atomic. A store that cannot show its
+        entries raises ``NotImplementedError`` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be inspected")
+
+    def journal(self) -> Journal:
+        """This store's journal (``journal.py``): diagnostics shared by the processes that
+        share the store. The default keeps it in this process's memory."""
+        journal = self.__dict__.get("_journal")
+        if journal is None:
+            journal = self.__dict__.setdefault("_journal", LocalJournal())
+        return journal
 
     def close(self) -> None:
         """Release connections (called when settings change and at shutdown)."""

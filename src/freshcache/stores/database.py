@@ -45,8 +45,9 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import database_lease as leases
 from . import database_rows as rows
 from . import database_sequence as sequence
-from .base import Hit, Snapshot, Store, StoreUnavailable
+from .base import Hit, Snapshot, Store, Stored, StoreUnavailable
 from .database_rows import HEADER, SHIFT
+from .journal import Journal
 
 __all__ = ["DatabaseStore"]
 
@@ -361,6 +362,19 @@ class DatabaseStore(Store):
 
     def bumps_in_transaction(self, using: str) -> bool:
         return using == self.alias
+
+    def inspect(self, key: str) -> Stored | None:
+        from .database_inspect import inspect
+
+        return inspect(self, key)
+
+    def journal(self) -> Journal:
+        from .database_journal import DatabaseJournal
+
+        journal = self.__dict__.get("_journal")
+        if journal is None:
+            journal = self.__dict__.setdefault("_journal", DatabaseJournal(self))
+        return journal
 
     def clear(self) -> None:
         def run(cursor: Any) -> None:

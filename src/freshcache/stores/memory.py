@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from .base import Hit, Snapshot, Store
+from .base import Hit, Snapshot, Store, Stored
 
 __all__ = ["MAX_MARKS", "MemoryStore"]
 
@@ -179,5 +179,24 @@ class MemoryStore(Store):
             self._leases.clear()
             self._epoch = secrets.token_hex(8)
 
+    def inspect(self, key: str) -> Stored | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            payload, versions, expires = found
+            current = {tag: self._tags.get(tag) for tag in versions}
+        return Stored(
+            payload,
+            {tag: _text(v) for tag, v in versions.items()},
+            {tag: None if v is None else _text(v) for tag, v in current.items()},
+            None if expires is None else expires - time.monotonic(),
+        )
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _text(version: tuple[int, int]) -> str:
+    seq, nonce = version
+    return str(seq) if not nonce else f"{seq}.{nonce}"

@@ -18,7 +18,8 @@ cache"):
 3. **This process's own bumps** drop its entries at once, before and after the bump: a request
    right after a write in the same process never waits for the message.
 
-Bounded in bytes (payloads plus a per-entry and per-tag overhead), least recently used first.
+Bounded in bytes (payloads plus a per-entry and per-tag overhead), least recently used first;
+the recent invalidations it remembers take at most a sixteenth of that bound more.
 """
 
 from __future__ import annotations
@@ -29,18 +30,26 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .base import Hit, Snapshot, Store
+from .base import Hit, Snapshot, Store, Stored
+from .journal import Journal
 
 __all__ = ["Channel", "NearCache", "NearStore"]
 
-#: Bytes counted for an entry besides its payload and tags (dict slots, objects).
-ENTRY_OVERHEAD = 200
+#: Bytes counted for an entry besides its payload and tags: the entry's own objects and the
+#: decoded page kept in its memo (a ``Page`` with its header list and dicts), measured with
+#: ``bench/near_memory.py``: pages of a few hundred bytes took about 1.3x what a count with 200
+#: here gave, and of about 100 bytes up to 3x.
+ENTRY_OVERHEAD = 2048
 #: Bytes counted per tag of an entry besides its name: the string object, its slot in the
 #: entry's frozenset, and the tag index's set and dict slot (measured with tracemalloc: ~400
 #: per distinct tag).
 TAG_OVERHEAD = 400
-#: Invalidations remembered to decide whether an entry fetched meanwhile may be kept.
+#: Invalidations remembered to decide whether an entry fetched meanwhile may be kept, at most;
+#: and at most this fraction of the bound in bytes (each tag counted as its name plus
+#: ``EVENT_TAG_OVERHEAD``). Forgetting only costs an entry its place in the near cache.
 EVENTS = 4096
+EVENT_SHARE = 16
+EVENT_TAG_OVERHEAD = 140
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +69,13 @@ class NearCache:
         self._lock = threading.Lock()
         #: Bumped by every invalidation taken in (and every flush).
         self.generation = 0
-        #: ``(generation, tags or None for a flush)`` of the latest invalidations.
-        self._events: deque[tuple[int, frozenset[str] | None]] = deque(maxlen=EVENTS)
+        #: ``(generation, tags or None for a flush, bytes counted)`` of the latest invalidations.
+        self._events: deque[tuple[int, frozenset[str] | None, int]] = deque()
+        self.event_bytes = 0
+        self._event_budget = max(64 * 1024, max_bytes // EVENT_SHARE)
+        #: Lookups answered from memory, and lookups that found nothing here (while usable).
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -70,40 +84,44 @@ class NearCache:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
+                self.misses += 1
                 return None
+            self.hits += 1
             self._entries.move_to_end(key)
             return entry.hit
 
-    def put(self, key: str, hit: Hit, since: int) -> bool:
+    def put(self, key: str, hit: Hit, since: int) -> Hit | None:
         """Keep ``hit`` unless an invalidation of one of its tags (or a flush) was taken in
-        after generation ``since``; return whether it was kept."""
-        size = ENTRY_OVERHEAD + len(key) + len(hit.payload)
+        after generation ``since``; return the ``Hit`` kept (with its memo), or ``None``."""
+        # The payload counts twice: once as stored, once for the value decoded from it, which
+        # the core keeps in the entry's memo (``Hit.memo``).
+        size = ENTRY_OVERHEAD + len(key) + 2 * len(hit.payload)
         size += sum(len(t) + TAG_OVERHEAD for t in hit.tags)
         if size > self.max_bytes or any("\n" in t for t in hit.tags):
-            return False  # a tag with a newline could not be named in an invalidation
+            return None  # a tag with a newline could not be named in an invalidation
         with self._lock:
             if since < self.generation:
                 oldest = self._events[0][0] if self._events else self.generation + 1
                 if oldest > since + 1:
-                    return False  # events were forgotten: cannot tell
-                for generation, tags in self._events:
+                    return None  # events were forgotten: cannot tell
+                for generation, tags, _ in self._events:
                     if generation > since and (tags is None or not tags.isdisjoint(hit.tags)):
-                        return False
+                        return None
             self._drop(key)
-            self._entries[key] = _Entry(hit, size)
+            kept = Hit(hit.payload, hit.tags, {})
+            self._entries[key] = _Entry(kept, size)
             self.bytes += size
             for tag in hit.tags:
                 self._by_tag.setdefault(tag, set()).add(key)
             while self.bytes > self.max_bytes and self._entries:
                 self._drop(next(iter(self._entries)))
-            return True
+            return kept
 
     def invalidate(self, tags: Iterable[str]) -> None:
         """Drop every entry depending on one of ``tags``."""
         names = frozenset(tags)
         with self._lock:
-            self.generation += 1
-            self._events.append((self.generation, names))
+            self._remember(names)
             for tag in names:
                 for key in self._by_tag.pop(tag, ()):
                     self._drop(key)
@@ -111,11 +129,20 @@ class NearCache:
     def flush(self) -> None:
         """Drop everything (the channel lost messages, a new epoch, a malformed message)."""
         with self._lock:
-            self.generation += 1
-            self._events.append((self.generation, None))
+            self._remember(None)
             self._entries.clear()
             self._by_tag.clear()
             self.bytes = 0
+
+    def _remember(self, names: frozenset[str] | None) -> None:
+        self.generation += 1
+        size = 64 + sum(len(t) + EVENT_TAG_OVERHEAD for t in names or ())
+        self._events.append((self.generation, names, size))
+        self.event_bytes += size
+        while len(self._events) > 1 and (
+            len(self._events) > EVENTS or self.event_bytes > self._event_budget
+        ):
+            self.event_bytes -= self._events.popleft()[2]
 
     def _drop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
@@ -156,9 +183,14 @@ class NearStore(Store):
         self.shared = inner.shared
         self.thread_sensitive = inner.thread_sensitive
         self.blocking = inner.blocking
+        # Its own entries are dropped before the inner store's ``apply`` is sent (``apply``).
+        self.apply_grace = inner.apply_grace
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def peek(self, key: str) -> Hit | None:
+        return self.near.get(key) if self.channel.ready() else None
 
     def lookup(self, key: str) -> Hit | Snapshot:
         since = None
@@ -169,7 +201,8 @@ class NearStore(Store):
             since = self.near.generation
         result = self.inner.lookup(key)
         if isinstance(result, Hit) and since is not None and self.channel.ready():
-            self.near.put(key, result, since)
+            # The kept Hit, so the value the core decodes now is remembered for later hits.
+            return self.near.put(key, result, since) or result
         return result
 
     def begin(self) -> Snapshot:
@@ -219,6 +252,12 @@ class NearStore(Store):
             self.inner.clear()
         finally:
             self.near.flush()
+
+    def journal(self) -> Journal:
+        return self.inner.journal()
+
+    def inspect(self, key: str) -> Stored | None:
+        return self.inner.inspect(key)
 
     def bumps_in_transaction(self, using: str) -> bool:
         return self.inner.bumps_in_transaction(using)

@@ -47,7 +47,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..conf import MAX_LEASE_SECONDS
-from .base import Hit, Snapshot, Store, StoreUnavailable
+from .base import Hit, Snapshot, Store, Stored, StoreUnavailable
+from .journal import Journal
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
 from .redis_outage import Outage
@@ -69,6 +70,8 @@ _OPTION_NAMES = {
     "near_cache",
     "near_heartbeat",
 }
+#: The smallest near cache accepted (bytes): anything smaller holds a handful of entries at most.
+MIN_NEAR_CACHE = 64 * 1024
 _SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
 
 
@@ -118,8 +121,17 @@ class RedisStore(Store):
         self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
         self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
+        # Redis runs commands in the order they arrive (and unblocks clients paused by CLIENT
+        # PAUSE in the order they were paused); redis-py drops a command only when its socket
+        # times out, which takes at least this long.
+        self.apply_grace = self.socket_timeout
         #: Bytes of near cache (``stores/near.py``) in front of this store; 0: none.
         self.near_cache = parse_size(options.get("near_cache", "0"))
+        if 0 < self.near_cache < MIN_NEAR_CACHE:
+            raise ValueError(
+                f"near_cache must be 0 (none) or at least 64kb, not {self.near_cache} bytes: each "
+                "entry counts 2 KB of overhead plus twice its payload"
+            )
         #: Seconds between heartbeats on the invalidation channel (default: a fifth of the
         #: socket timeout, at most 0.05, so the channel is known unhealthy before a bump that
         #: cannot reach Redis gives up and its writer returns).
@@ -132,12 +144,13 @@ class RedisStore(Store):
             ("breaker_seconds", self.breaker_seconds, 0.0),  # 0: no breaker
         ):
             if not least <= seconds <= 3600:  # also NaN and infinity
-                raise ValueError(f"{option} must be a number of seconds from 0 to 3600")
+                span = "from 0 to 3600" if least == 0 else "above 0 and at most 3600"
+                raise ValueError(f"{option} must be a number of seconds {span}")
         if self.near_cache and not 0.001 <= self.near_heartbeat <= 3600:
             raise ValueError("near_heartbeat must be a number of seconds from 0.001 to 3600")
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
-        base = "{" + prefix + "}"
+        base = self._base = "{" + prefix + "}"
         self._server_key = f"{base}:server"
         self._client = redis.Redis.from_url(
             urlunsplit(parts._replace(query=rest)),
@@ -152,6 +165,10 @@ class RedisStore(Store):
         self._seq_key = f"{base}:seq"
         self._copy_key = f"{base}:seq:copy"
         self._tag_prefix = f"{base}:t:"
+        # Pub/sub ignores database numbers: the channel names the database, so two sites that
+        # share a server and a prefix in different databases do not hear each other's bumps.
+        db = self._client.connection_pool.connection_kwargs.get("db", 0)
+        self._channel = f"{base}:c:{db}"
         self._entry_prefix = f"{base}:e:"
         self._mark_prefix = f"{base}:m:"
         self._lease_prefix = f"{base}:l:"
@@ -290,6 +307,7 @@ class RedisStore(Store):
                 self._mark_prefix,
                 MARK_TTL_MS,
                 self._tag_ttl_ms,
+                self._channel,
                 len(marks),
                 *marks,
                 *tags,
@@ -331,6 +349,7 @@ class RedisStore(Store):
             self._mark_prefix,
             MARK_TTL_MS,
             self._tag_ttl_ms,
+            self._channel,
         ]
         for mark, tags in batch:
             args += [mark, len(tags), *tags]
@@ -389,9 +408,14 @@ class RedisStore(Store):
             # Every process's near cache empties too (a deploy's clear must reach them all).
             from .redis_channel import FLUSH_MESSAGE
 
-            self._fence(self._client.publish(self._tag_prefix, FLUSH_MESSAGE))
+            self._fence(self._client.publish(self._channel, FLUSH_MESSAGE))
 
         self._call(run)
+
+    def inspect(self, key: str) -> Stored | None:
+        from .redis_inspect import inspect
+
+        return inspect(self, key)
 
     def ping(self) -> bool:
         """Return True if Redis answers now (used by the system check)."""
@@ -428,8 +452,16 @@ class RedisStore(Store):
             )
         )
         cache = NearCache(self.near_cache)
-        channel = RedisChannel(own, self._tag_prefix, cache, self.near_heartbeat)
+        channel = RedisChannel(own, self._channel, cache, self.near_heartbeat)
         return NearStore(self, cache, channel)
+
+    def journal(self) -> Journal:
+        from .redis_journal import RedisJournal
+
+        journal = self.__dict__.get("_journal")
+        if journal is None:
+            journal = self.__dict__.setdefault("_journal", RedisJournal(self, self._base))
+        return journal
 
     def close(self) -> None:
         self._outage.close()

@@ -8,9 +8,15 @@ serve from the near cache drains what has arrived (non-blocking), and a daemon t
 every ``heartbeat`` seconds and publishes a heartbeat of its own.
 
 Healthy means: subscribed, and the process's own heartbeat came back within three heartbeats
-seconds (so the channel delivers, in order, and is not lagging). Anything else (connecting, an
-error reading, a reconnection, a message that does not parse, a version of another epoch) empties
-the near cache and makes it unused until the channel is healthy again.
+seconds (so the channel delivers, in order, and is not lagging). The heartbeat travels on a
+channel of the process's own, subscribed on the same connection: Redis writes one connection's
+messages in the order they were published, so its echo proves the invalidations published
+before it were delivered too, and no process reads every other process's heartbeats. Anything
+else (connecting, an error reading, a reconnection, a message that does not parse, a version of
+another epoch) empties the near cache and makes it unused until the channel is healthy again.
+
+A drain costs one ``poll()`` when nothing arrived since the last one: after a drain that read
+until nothing was left, only the socket can hold something new.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import threading
 import time
 from typing import Any
@@ -32,7 +39,7 @@ __all__ = ["RedisChannel"]
 
 logger = logging.getLogger("freshcache")
 
-_HEARTBEAT = b"hb "
+_POLL = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class RedisChannel:
@@ -46,13 +53,18 @@ class RedisChannel:
         self._lock = threading.Lock()
         self._pubsub: Any = None
         self._token = secrets.token_hex(8)
+        #: This process's heartbeats: published and subscribed by it alone.
+        self._heartbeat_channel = f"{channel}:hb:{self._token}"
+        #: The socket the last complete drain emptied, and a poller on it (``_drain``).
+        self._drained: Any = None
+        self._poller: Any = None
         self._last_echo = float("-inf")
         self._epoch: str | None = None
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = threading.Lock()
         self._pid = os.getpid()
-        #: What ``manage.py freshcache`` and the tests can read.
+        #: Counted for the tests and benchmarks (no command shows them yet).
         self.reconnects = 0
         self.malformed = 0
 
@@ -78,31 +90,47 @@ class RedisChannel:
 
     def _drain(self) -> bool:
         """Take in every message that has arrived; False (and the near cache emptied) on error."""
+        connection = self._pubsub.connection
+        sock = getattr(connection, "_sock", None)
         try:
+            if sock is not None and sock is self._drained and not self._poller.poll(0):
+                return True  # emptied by the last drain, and nothing arrived since
             while True:
                 message = self._pubsub.get_message(timeout=0)
                 if message is None:
-                    return True
+                    break
                 self._take(message)
+            if sock is not None and sock is getattr(connection, "_sock", None):
+                if sock is not self._drained:
+                    self._poller = select.poll()
+                    self._poller.register(sock, _POLL)
+                    self._drained = sock
+            else:
+                self._drained = None  # redis-py changed sockets meanwhile: the slow way next
         except Exception as exc:  # a connection lost, a reply redis-py cannot parse
             logger.info("freshcache near cache: invalidation channel lost (%s)", exc)
             self._unsubscribe()
             return False
+        return True
 
     def _take(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "subscribe":
+            # Confirmations are read by _subscribe: one here means redis-py reconnected and
+            # subscribed again by itself. What was published meanwhile is lost.
+            self.reconnects += 1
+            self._near.flush()
             return
         data = message.get("data")
         if kind != "message" or not isinstance(data, bytes):
             self._malformed(message)
             return
+        if message.get("channel") == self._heartbeat_channel.encode():
+            if data == self._token.encode():
+                self._last_echo = time.monotonic()
+            return
         if data == FLUSH_MESSAGE:
             self._near.flush()
-            return
-        if data.startswith(_HEARTBEAT):
-            if data[len(_HEARTBEAT) :].decode("ascii", "replace") == self._token:
-                self._last_echo = time.monotonic()
             return
         version, _, rest = data.partition(b"\n")
         epoch, colon, _ = version.partition(b":")
@@ -131,14 +159,16 @@ class RedisChannel:
     def _subscribe(self) -> bool:
         try:
             pubsub = self._client.pubsub()
-            pubsub.subscribe(self._channel)
-            # The confirmation: from here on, every bump is delivered to this connection.
+            pubsub.subscribe(self._channel, self._heartbeat_channel)
+            # The confirmations: from here on, every bump is delivered to this connection.
+            # A message between them needs no taking in: the near cache is emptied below.
+            confirmed = 0
             deadline = time.monotonic() + 1.0
-            while time.monotonic() < deadline:
+            while confirmed < 2 and time.monotonic() < deadline:
                 message = pubsub.get_message(timeout=0.1)
                 if message is not None and message.get("type") == "subscribe":
-                    break
-            else:
+                    confirmed += 1
+            if confirmed < 2:
                 pubsub.close()
                 return False
         except Exception as exc:
@@ -146,6 +176,7 @@ class RedisChannel:
             return False
         self._near.flush()  # what was kept before the subscription may have missed messages
         self._pubsub = pubsub
+        self._drained = None
         self._epoch = None
         self.reconnects += 1
         return True
@@ -153,6 +184,7 @@ class RedisChannel:
     def _unsubscribe(self) -> None:
         self._near.flush()
         self._last_echo = float("-inf")
+        self._drained = None
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 self._pubsub.close()
@@ -167,6 +199,9 @@ class RedisChannel:
             self._pid = os.getpid()
             self._thread = None
             self._pubsub = None
+            self._drained = None
+            self._token = secrets.token_hex(8)
+            self._heartbeat_channel = f"{self._channel}:hb:{self._token}"
             self._lock = threading.Lock()
             self._last_echo = float("-inf")
             self._near.flush()
@@ -182,12 +217,16 @@ class RedisChannel:
     def _run(self) -> None:
         while not self._closed.is_set():
             with self._lock:
-                if self._pubsub is None:
-                    self._subscribe()
-                else:
-                    self._drain()
+                try:
+                    if self._pubsub is None:
+                        self._subscribe()
+                    else:
+                        self._drain()
+                except Exception:  # a bug must cost the near cache, never the thread
+                    logger.exception("freshcache near cache: channel %s failed", self._channel)
+                    self._unsubscribe()
             # Through the store's own client: the echo proves the channel delivers. No echo
             # (Redis down or stopped): unhealthy after three heartbeats, as it should be.
             with contextlib.suppress(Exception):
-                self._client.publish(self._channel, _HEARTBEAT + self._token.encode())
+                self._client.publish(self._heartbeat_channel, self._token.encode())
             self._closed.wait(self.heartbeat)

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from ..http.fragments import guarded_values, render_fragment
 from ..http.placeholders import placeholder
+from ..outcome import page_outcome
 
 register = template.Library()
 
@@ -82,3 +83,13 @@ def do_cachefresh(parser: Parser, token: Token) -> CacheFreshNode:
 def placeholder_tag(context: template.Context, name: str) -> SafeString:
     """``{% placeholder "name" %}``: a registered per-request placeholder."""
     return mark_safe(placeholder(_request(context), name))
+
+
+@register.simple_tag(takes_context=True, name="page_outcome")
+def page_outcome_tag(context: template.Context) -> Any:
+    """``{% page_outcome as outcome %}``: the outcome of the page that served this request
+    (``freshcache.page_outcome``), for a template rendered *after* it, e.g. by a middleware
+    around the page cache; ``None`` in the page's own template (its outcome is not known yet).
+    """
+    request = _request(context)
+    return None if request is None else page_outcome(request)

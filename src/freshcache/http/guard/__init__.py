@@ -140,18 +140,19 @@ def record_absent(request: HttpRequest, absent: Iterable[tuple[str, str]]) -> No
 
 def conditions_violated(request: HttpRequest, absent: Any) -> str | None:
     """Return why ``request`` may not be served a value stored under ``absent`` conditions."""
-    cookies = raw(request, "COOKIES")
-    meta = raw(request, "META")
-    get = raw(request, "GET")
+    # Each source is read only if a condition names it: on a hit, ``request.GET`` would build
+    # a QueryDict (and ``COOKIES`` parse the header) that nothing else may need.
     for source, name in absent:
         if source in ("cookie", "anonuser"):
+            cookies = raw(request, "COOKIES")
             present = bool(cookies) if name == ANY else name in cookies
         elif source == "meta":
-            present = True if name == ANY else name in meta
+            present = True if name == ANY else name in raw(request, "META")
         elif source == "query":
+            get = raw(request, "GET")
             present = bool(get) if name == ANY else name in get
         elif source == "rawquery":
-            present = meta.get("QUERY_STRING", "") != name
+            present = raw(request, "META").get("QUERY_STRING", "") != name
         elif source == "nonce":
             from ..carry import csp_nonce
 
