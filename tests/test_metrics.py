@@ -154,8 +154,13 @@ def test_the_metrics_view_is_never_cached(metered: freshcache.Store) -> None:
 @pytest.mark.parametrize("store_kind", ["redis-near"], indirect=True)
 def test_near_cache_bytes(metered: freshcache.Store) -> None:
     client = Client()
-    count_items("c")
-    after_store = value(scrape(client), "freshcache_near_cache_bytes", store="default")
+    deadline = time.monotonic() + 10
+    while True:  # L1 is filled only while the channel is healthy; a loaded machine may lag it
+        count_items("c")  # stored, then hits: either puts the entry in L1 when healthy
+        after_store = value(scrape(client), "freshcache_near_cache_bytes", store="default")
+        if after_store > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert after_store > 0
     metered.clear()
     assert value(scrape(client), "freshcache_near_cache_bytes", store="default") == 0

@@ -112,14 +112,15 @@ def test_instance_tag_invalidation(fresh_store: object) -> None:
     one.refresh_from_db()
     invalidate(one)
     assert item_name(one) == "uno"
-    deadline = time.monotonic() + 10
+    deadline, refused = time.monotonic() + 10, 0
     while True:  # a hit is refused while this process's relay holds the update's log row
         again = item_name.outcome(two)
         if again.hit or again.reason != HIT_BEFORE_LOG or time.monotonic() > deadline:
             break
+        refused += 1  # each refused hit ran the function once more
         time.sleep(0.01)
     assert again.hit is True, again.reason
-    assert calls["item_name"] == 3
+    assert calls["item_name"] == 3 + refused
 
 
 def test_table_tag_invalidation(fresh_store: object) -> None:

@@ -133,6 +133,10 @@ def test_readers_through_nginx_never_get_a_page_older_than_a_returned_write(
         try:
             for value in range(1, 61):
                 time.sleep(0.01)
+                if value % 10 == 0:  # let the file be re-published and served between writes
+                    seen, deadline = served_by_nginx[0], time.monotonic() + 5
+                    while served_by_nginx[0] == seen and time.monotonic() < deadline:
+                        time.sleep(0.01)
                 Item.objects.filter(pk=item.pk).update(value=value)
                 returned[0] = value
         finally:
