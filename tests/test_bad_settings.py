@@ -118,7 +118,7 @@ STORE_UNBUILT = (
          "64kb, not 4096 bytes: each entry counts 2 KB of overhead plus twice its payload"),
         ("memcached://127.0.0.1:11211", "FRESHCACHE store 'default' has URL "
          "'memcached://127.0.0.1:11211' with unknown scheme 'memcached'; use one of: memory://, "
-         "database://, redis://, rediss://"),
+         "database://, redis://, rediss://, redis+sentinel://, rediss+sentinel://"),
     ],
 )  # fmt: skip
 def test_a_store_that_cannot_be_built_serves_uncached_pages(

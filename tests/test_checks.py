@@ -305,7 +305,7 @@ def test_e002_unknown_scheme() -> None:
         Error(
             "Store 'default' has URL 'memcached://127.0.0.1:11211' with unknown scheme "
             "'memcached'.",
-            hint="Use memory://, database://, redis:// or rediss://.",
+            hint="Use memory://, database://, redis://, rediss:// or redis+sentinel://.",
             id="freshcache.E002",
         )
     ]

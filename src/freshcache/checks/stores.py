@@ -24,6 +24,7 @@ __all__ = ["check_django_caches", "check_store"]
 def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
     """Errors in a store's URL (the first one found); then, with ``warn``, its warnings."""
     from ..stores import (
+        REDIS_SCHEMES,
         SCHEMES,
         database_alias,
         known_options,
@@ -49,7 +50,7 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
         return [
             Error(
                 f"Store {name!r} has URL {shown!r} with unknown scheme {scheme!r}.",
-                hint="Use memory://, database://, redis:// or rediss://.",
+                hint="Use memory://, database://, redis://, rediss:// or redis+sentinel://.",
                 id="freshcache.E002",
             )
         ]
@@ -86,7 +87,7 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
         ]
     if (invalid := _construct(name, url)) is not None:
         return [invalid]
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         try:
             import redis  # noqa: F401
         except ImportError:
@@ -109,7 +110,7 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
                 id="freshcache.W001",
             )
         ]
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         return _check_redis(name, shown)
     return []
 

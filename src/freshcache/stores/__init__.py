@@ -1,4 +1,5 @@
-"""Stores, chosen by URL: ``memory://``, ``database://``, ``redis://`` / ``rediss://``.
+"""Stores, chosen by URL: ``memory://``, ``database://``, ``redis://`` / ``rediss://``, and
+``redis+sentinel://`` / ``rediss+sentinel://`` (a Redis store behind Sentinel).
 
 Stores are created lazily on first use from ``FRESHCACHE`` and dropped when the setting
 changes; nothing is opened at import time.
@@ -26,6 +27,7 @@ from ..conf import get_settings, problems
 from .base import Hit, Snapshot, Store, Stored, StoreFull, StoreUnavailable
 
 __all__ = [
+    "REDIS_SCHEMES",
     "SCHEMES",
     "Hit",
     "Snapshot",
@@ -45,7 +47,9 @@ __all__ = [
 
 logger = logging.getLogger("freshcache")
 
-SCHEMES = ("memory", "database", "redis", "rediss")
+#: The schemes of the Redis store: one server, or the master a set of sentinels names.
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+SCHEMES = ("memory", "database", *REDIS_SCHEMES)
 
 #: Options of the Redis client that a ``redis://`` URL may pass through to it. The others are
 #: freshcache's to set (``socket_connect_timeout``, ``retry_on_timeout``,
@@ -83,10 +87,17 @@ def known_options(scheme: str) -> tuple[str, ...]:
         return ("max_entries", "max_tags")
     if scheme == "database":
         return ("alias",)
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from .redis import _OPTION_NAMES
+        from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+        from .redis_sentinel import SENTINEL_OPTIONS
 
-        client = REDIS_CLIENT_OPTIONS + (REDIS_TLS_OPTIONS if scheme == "rediss" else ())
+        tls = REDIS_TLS_OPTIONS if scheme.startswith("rediss") else ()
+        if scheme in SENTINEL_SCHEMES:  # the database number is in the path: /SERVICE/DB
+            client = tuple(o for o in REDIS_CLIENT_OPTIONS if o != "db") + tls
+            accepted = _accepted_by_driver(scheme, client)
+            return tuple(sorted({*_OPTION_NAMES, *SENTINEL_OPTIONS, *accepted}))
+        client = REDIS_CLIENT_OPTIONS + tls
         return tuple(sorted({*_OPTION_NAMES, *_accepted_by_driver(scheme, client)}))
     return ()
 
@@ -99,7 +110,7 @@ def _accepted_by_driver(scheme: str, options: tuple[str, ...]) -> tuple[str, ...
     except ImportError:
         return options  # reported as freshcache.E003; the option names are not the problem
     accepted: set[str] = set()
-    for cls in (ConnectionPool, SSLConnection if scheme == "rediss" else Connection):
+    for cls in (ConnectionPool, SSLConnection if scheme.startswith("rediss") else Connection):
         for klass in cls.__mro__:
             if (init := vars(klass).get("__init__")) is not None:
                 accepted.update(inspect.signature(init).parameters)

@@ -52,6 +52,8 @@ from .journal import Journal
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
 from .redis_outage import Outage
+from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+from .redis_sentinel import own_client, sentinel_client
 
 __all__ = ["RedisStore"]
 
@@ -91,7 +93,9 @@ def parse_size(text: str) -> int:
 
 
 class RedisStore(Store):
-    """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``)."""
+    """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``),
+    or ``redis+sentinel://host:26379,host:26380/SERVICE/db?…`` behind Redis Sentinel
+    (``redis_sentinel.py``)."""
 
     def __init__(
         self,
@@ -152,15 +156,20 @@ class RedisStore(Store):
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         base = self._base = "{" + prefix + "}"
         self._server_key = f"{base}:server"
-        self._client = redis.Redis.from_url(
-            urlunsplit(parts._replace(query=rest)),
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.connect_timeout,
-            retry_on_timeout=False,
-            retry=None,
-            health_check_interval=0,
-            redis_connect_func=self._on_connect,
-        )
+        connection: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "retry_on_timeout": False,
+            "retry": None,
+            "health_check_interval": 0,
+            "redis_connect_func": self._on_connect,
+        }
+        if parts.scheme in SENTINEL_SCHEMES:
+            self._client = sentinel_client(parts._replace(query=rest), **connection)
+        else:
+            self._client = redis.Redis.from_url(
+                urlunsplit(parts._replace(query=rest)), **connection
+            )
         self._epoch_key = f"{base}:epoch"
         self._seq_key = f"{base}:seq"
         self._copy_key = f"{base}:seq:copy"
@@ -441,16 +450,9 @@ class RedisStore(Store):
                 "near_heartbeat must be less than a third of socket_timeout: the channel must "
                 "be known unhealthy before a bump that cannot reach Redis gives up"
             )
-        import redis
-
         # Connections of its own: the subscription holds one for good, which must not count
         # against the store's max_connections.
-        pool = self._client.connection_pool
-        own = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=pool.connection_class, **pool.connection_kwargs
-            )
-        )
+        own = own_client(self._client)
         cache = NearCache(self.near_cache)
         channel = RedisChannel(own, self._channel, cache, self.near_heartbeat)
         return NearStore(self, cache, channel)
