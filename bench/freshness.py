@@ -336,6 +336,7 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
     stale_by_path: dict[str, int] = dict.fromkeys(PATHS, 0)
     checks_by_path: dict[str, int] = dict.fromkeys(PATHS, 0)
     checked = stale = 0
+    stale_by_state: dict[str, int] = {}
     max_staleness_ns = 0
     examples: list[dict[str, Any]] = []
     #: Stale reads after outside writes, by whether they started before the relays had applied
@@ -372,6 +373,10 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
                                      "state": state, "near_hits": near_hits})
         if bad_paths:
             stale += 1
+            # By what served it: a read replica that is behind makes misses stale without any
+            # cache (bench/scaled.py); only a stale hit is the cache's.
+            kind = (state or "none").split()[0].strip(";,")
+            stale_by_state[kind] = stale_by_state.get(kind, 0) + 1
             max_staleness_ns = max(max_staleness_ns, worst)
             for path in bad_paths:
                 stale_by_path[path] += 1
@@ -387,6 +392,7 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
         "reads_checked": checked,
         "stale_reads": stale,
         "stale_by_path": stale_by_path,
+        "stale_by_state": stale_by_state,
         "checks_by_path": checks_by_path,
         "max_staleness_ms": max_staleness_ns / 1e6,
         "hits": sum(1 for r in reads if r[4] == "hit"),

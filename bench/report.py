@@ -175,7 +175,40 @@ def tables(results: dict[str, Any]) -> str:
     out += flood_table(results)
     out += near_tables(results)
     out += edge_tables(results)
+    out += scaled_tables(results)
     return "\n".join(out)
+
+
+def scaled_tables(results: dict[str, Any]) -> list[str]:
+    """bench/scaled.py: the freshness checker on a read replica and across a Sentinel failover."""
+    sc = results.get("scaled")
+    if not sc:
+        return []
+    out = [
+        "### Freshness scaled out (issue 14)",
+        "",
+        "The freshness checker on the blog reading from a streaming standby whose replay is "
+        "paused for 150 ms every 500 ms (`replica`), and on Redis behind Sentinel with a "
+        "failover halfway, the promoted replica missing 0.3 s of acknowledged bumps "
+        "(`sentinel`). Stale reads by what served them: a stale `hit` is the cache's; a stale "
+        "`bypass` or `miss` is what the view read from a replica that was behind, as the site "
+        "serves it without freshcache.",
+        "",
+        "| Setup | seconds | writes | reads checked | page-cache hits | stale reads by what "
+        "served them | **stale hits** | max staleness ms | write errors | setup |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+    ]
+    for mode, r in sc.items():
+        states = r.get("stale_by_state") or {}
+        shown = ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())) or "none"
+        setup = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in (r.get("setup") or {}).items())
+        out.append(
+            f"| {mode} | {r['seconds']:.0f} | {r['writes']} | {r['reads_checked']:,} | "
+            f"{r['hits']:,} | {shown} | **{states.get('hit', 0)}** | "
+            f"{r['max_staleness_ms']:.0f} | {r['write_errors']} | {setup} |"
+        )
+    return [*out, ""]
 
 
 def throughput_tables(results: dict[str, Any]) -> list[str]:

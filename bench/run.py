@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
                                                    writes,relay,flood,flight,near,nearmem,
-                                                   edge]
+                                                   edge,scaled]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -204,6 +204,19 @@ def main() -> int:
         results["flight"] = section("flight", lambda: run_json(
             ["bench.single_flight", "3" if quick else "5"], "fc-redis", 600
         ))
+    # -- scaled out (issue 14): a read replica, Redis behind Sentinel with a failover ----------
+    if wanted("scaled"):
+        results["scaled"] = {}
+        seconds = 12 if quick else 40
+        for mode in ("replica", "sentinel"):
+            common.log(f"freshness scaled out: {mode}")
+            data = section(f"scaled-{mode}", lambda m=mode: run_json(
+                ["bench.scaled", m, str(seconds)], "fc-redis", 900
+            ))
+            if data:
+                results["scaled"][mode] = data
+                common.log(f"scaled {mode}: {data['reads_checked']} reads checked, stale by "
+                           f"what served them {data['stale_by_state']}, {data['writes']} writes")
     if wanted("edge"):
         from bench import edge
 

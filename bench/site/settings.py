@@ -11,7 +11,8 @@ Variants:
 The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
 databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
 ``BENCH_FRESHCACHE``, a JSON object, overrides ``FRESHCACHE`` keys (the relay benchmarks point a
-process at a throwaway Redis, or turn its relay off).
+process at a throwaway Redis, or turn its relay off; bench/scaled.py at Redis behind Sentinel).
+``BENCH_PG_REPLICA`` (host:port) adds a read replica and a router that reads from it.
 """
 
 import json
@@ -77,6 +78,16 @@ FRESHCACHE = {
     "HEADER": os.environ.get("BENCH_HEADER") == "1",
     **json.loads(os.environ.get("BENCH_FRESHCACHE") or "{}"),
 }
+
+# bench/scaled.py: reads from a streaming standby of the bench database (``BENCH_PG_REPLICA``,
+# host:port), through a router, as docs/scaling.md configures them.
+if os.environ.get("BENCH_PG_REPLICA"):
+    _host, _, _port = os.environ["BENCH_PG_REPLICA"].partition(":")
+    DATABASES["replica"] = {
+        **DATABASES["default"], "HOST": _host, "PORT": _port, "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["bench.site.routers.ReadReplicaRouter"]
+    FRESHCACHE.setdefault("READ_REPLICAS", {"replica": "default"})
 
 if VARIANT == "fc-near" and FRESHCACHE["HEADER"]:
     # Tells a hit served from the near cache from one served by Redis (bench/freshness.py).
