@@ -79,7 +79,7 @@ def reader(base: str, slugs: list[str], seconds: float, out: str, max_reads: int
             conn.close()
         t1 = time.monotonic_ns()
         markers = sorted({m.decode() for m in MARKER.findall(body)})
-        rows.append([t0, t1, slug, status, state.split(";")[0], markers, near_hits])
+        rows.append([t0, t1, slug, status, state.split(";")[0], markers, near_hits, state])
     Path(out).write_text(json.dumps(rows))
 
 
@@ -322,6 +322,23 @@ def writer(variant: str, base: str, slugs: list[str], seconds: float, out: str) 
 # -- the check ------------------------------------------------------------------------------
 
 
+def _count(states: Any) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for state in states:
+        kind = (state or "none").split()[0].strip(";,")
+        counted[kind] = counted.get(kind, 0) + 1
+    return counted
+
+
+def _reasons(headers: Any) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for header in headers:
+        if header.startswith("bypass"):
+            reason = re.sub(r"\d+", "N", header.partition(";")[2].strip())[:120] or "(none)"
+            counted[reason] = counted.get(reason, 0) + 1
+    return dict(sorted(counted.items(), key=lambda kv: -kv[1])[:10])
+
+
 def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any]:
     """Count stale reads per write path (see the module docstring for the rule)."""
     removed_at: dict[str, int] = {}  # marker -> invocation time of the write that removed it
@@ -342,7 +359,7 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
     #: Stale reads after outside writes, by whether they started before the relays had applied
     #: the write (the window docs/outside-writes.md states) or after (a lost invalidation).
     outside = {"before_applied": 0, "after_applied": 0, "not_applied": 0}
-    for t0, t1, slug, status, state, markers, near_hits in reads:
+    for t0, t1, slug, status, state, markers, near_hits, *_ in reads:
         if status != 200:
             continue
         found = set(markers)
@@ -393,6 +410,9 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
         "stale_reads": stale,
         "stale_by_path": stale_by_path,
         "stale_by_state": stale_by_state,
+        "reads_by_state": _count(r[4] for r in reads if r[3] == 200),
+        # Why pages were not served from the cache (bypasses, from the X-Freshcache header).
+        "bypass_reasons": _reasons(r[7] for r in reads if len(r) > 7 and r[3] == 200),
         "checks_by_path": checks_by_path,
         "max_staleness_ms": max_staleness_ns / 1e6,
         "hits": sum(1 for r in reads if r[4] == "hit"),
