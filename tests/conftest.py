@@ -45,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: needs the PostgreSQL server")
     config.addinivalue_line("markers", "redis: needs the Redis server")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "relay_reports: the relay reports the rows it bumped (off elsewhere)"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -132,6 +135,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
     get_relay().stop()
     return (yield)
+
+
+@pytest.fixture(autouse=True)
+def _relay_reports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay names the rows it bumped in the journal (``why``); off unless a test asks,
+    since the TRUNCATEs of the previous test's teardown, logged by the triggers, would show
+    up in this test's list of recent invalidations whenever the relay thread applies them."""
+    if request.node.get_closest_marker("relay_reports") is None:
+        from freshcache.log import relay
+
+        monkeypatch.setattr(relay, "REPORT", False)
 
 
 @pytest.fixture(autouse=True)

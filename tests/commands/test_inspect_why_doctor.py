@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 
+import psycopg
 import pytest
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
 from freshcache.stores import Store
@@ -109,6 +111,31 @@ def test_why_names_the_write_that_invalidated_a_page(site: Store) -> None:
     text = run("why", f"testapp.item:{row.pk}")
     assert text.splitlines()[1].split()[:2] == ["when", "source"]
     assert f"testapp.item:{row.pk}" in text.splitlines()[2]
+
+
+@pytest.mark.postgres
+@pytest.mark.relay_reports
+def test_why_names_a_write_from_outside_django_that_the_relay_applied(site: Store) -> None:
+    from tests.log.conftest import clear_log, outside_params
+
+    row = Item.objects.create(name="o")
+    client = Client(HTTP_HOST="testserver")
+    client.get(f"/item/{row.pk}/")
+    clear_log()  # the create's row, applied by its writer already
+    with psycopg.connect(**outside_params(), autocommit=True) as outside:  # as psql would
+        outside.execute("UPDATE testapp_item SET name = 'o2' WHERE id = %s", [row.pk])
+    call_command("freshcache", "relay", "--once", stdout=io.StringIO())
+    found = run_json("why", f"/item/{row.pk}/")
+    newest = found["invalidations"][0]
+    assert newest["source"] == "relay: UPDATE testapp_item", found["invalidations"]
+    assert f"testapp.item:{row.pk}" in newest["hit"]
+    assert "relay: UPDATE testapp_item" in run("why", f"testapp.item:{row.pk}")
+    # A Django write bumps by itself: the newest is the writer's.
+    row.name = "o3"
+    row.save()
+    call_command("freshcache", "relay", "--once", stdout=io.StringIO())
+    sources = [r["source"] for r in run_json("why", f"/item/{row.pk}/")["invalidations"]]
+    assert sources[0] == "write", sources
 
 
 def test_why_for_a_page_that_is_not_cached(site: Store) -> None:

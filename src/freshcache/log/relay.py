@@ -59,6 +59,31 @@ OFF_RECHECK_SECONDS = 5.0
 FIRST_DRAIN_WAIT = 2.0
 
 
+#: Whether the relay reports the rows it bumped to outcome listeners (the test suite turns it
+#: off where the previous test's TRUNCATEs would pollute the recent invalidations).
+REPORT = True
+
+
+def _report(
+    rows: list[dict[str, Any]], batch: list[tuple[int, list[str]]], applied: set[int]
+) -> None:
+    """Tell outcome listeners and the journal (``manage.py freshcache why``) about the rows
+    this relay bumped: writes from outside Django, or Django writes whose writer did not bump
+    (it died, or its store was down)."""
+    from .. import events
+
+    if not (REPORT and events.listening):
+        return
+    for row, (mark, tags) in zip(rows, batch, strict=True):
+        if mark in applied and tags:
+            what = (
+                f"{row.get('op') or '?'} {row.get('tbl') or '?'}"
+                if row.get("source") == "trigger"
+                else "a Django write its writer did not bump"
+            )
+            events.invalidated(frozenset(tags), f"relay: {what}", False)
+
+
 def _internal(fn: Callable[[], Any]) -> Any:
     from ..capture.patch import _internal as run
 
@@ -113,8 +138,11 @@ def drain(
                 on_read()
             batch = [(int(r["id"]), sorted(decode(r, using))) for r in rows]
             done = 0
+            applied: list[int] = []
             for store in all_stores():
-                done = max(done, store.apply(batch))
+                done = max(done, store.apply(batch, applied))
+            if applied:
+                _report(rows, batch, set(applied))
             if on_applied is not None:
                 on_applied()
             bumped += done

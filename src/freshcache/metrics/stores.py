@@ -94,10 +94,12 @@ class MeteredStore(Store):
         finally:
             self._timed("bump", started)
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         started = time.perf_counter()
         try:
-            return self.inner.apply(batch)
+            return self.inner.apply(batch, bumped)
         finally:
             self._timed("apply", started)
 

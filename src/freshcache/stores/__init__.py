@@ -255,7 +255,9 @@ class UnusableStore(Store):
     def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
         raise self._unavailable()
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         raise self._unavailable()
 
     def clear(self) -> None:

@@ -190,11 +190,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         """Apply invalidation-log rows: bump each ``(mark, tags)`` whose mark is not recorded.
 
         Each row is checked and bumped atomically, and its mark recorded with the bump. Return
-        how many rows were bumped (the others had been applied already).
+        how many rows were bumped (the others had been applied already); when ``bumped`` is
+        given, the marks of those rows are appended to it (``manage.py freshcache why`` names
+        the writes the relay applied, from outside Django).
         """
 
     def acquire(self, key: str, ttl: float) -> str | None:

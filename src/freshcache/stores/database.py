@@ -315,16 +315,18 @@ class DatabaseStore(Store):
         except DjangoDBError as exc:  # InterfaceError (a closed connection) too
             raise StoreUnavailable(f"{self!r}: {exc}") from exc
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         if not batch:
             return 0
 
-        def run(cursor: Any) -> int:
+        def run(cursor: Any) -> list[int]:
             self._claim(cursor, [m for m, _ in batch])
             done = {_mark(m) for m in self._marked(cursor, [m for m, _ in batch])}
             todo = [(m, tags) for m, tags in batch if _mark(m) not in done]
             if not todo:
-                return 0
+                return []
             # One sequence step and one sorted upsert for the whole batch: transactions that
             # lock tag rows always do it in one order, so they cannot deadlock.
             names: set[str] = set()
@@ -332,14 +334,17 @@ class DatabaseStore(Store):
                 names.update(tags)
                 names.add(_mark(mark))
             self._upsert_tags(cursor, sorted(names), self._next(cursor) << SHIFT, replace=True)
-            return len(todo)
+            return [m for m, _ in todo]
 
         # One transaction: a row's mark is recorded with its bump or not at all.
         try:
             with transaction.atomic(using=self.alias):
-                return self._run(run)
+                applied = self._run(run)
         except DjangoDBError as exc:  # InterfaceError (a closed connection) too
             raise StoreUnavailable(f"{self!r}: {exc}") from exc
+        if bumped is not None:  # committed
+            bumped.extend(applied)
+        return len(applied)
 
     def forget(self, marks: Collection[int]) -> None:
         names = [_mark(m) for m in marks]

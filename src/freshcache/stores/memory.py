@@ -138,13 +138,17 @@ class MemoryStore(Store):
         while len(self._marks) > MAX_MARKS:
             self._marks.popitem(last=False)
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         applied = 0
         with self._lock:
             for mark, tags in batch:
                 if mark not in self._marks:
                     self._bump_locked(tags, (mark,))
                     applied += 1
+                    if bumped is not None:
+                        bumped.append(mark)
         return applied
 
     def acquire(self, key: str, ttl: float) -> str | None:

@@ -229,11 +229,13 @@ class NearStore(Store):
         finally:
             self.near.invalidate(tags)
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         tags = {tag for _, row in batch for tag in row}
         self.near.invalidate(tags)
         try:
-            return self.inner.apply(batch)
+            return self.inner.apply(batch, bumped)
         finally:
             self.near.invalidate(tags)
 

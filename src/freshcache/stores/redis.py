@@ -349,7 +349,9 @@ class RedisStore(Store):
                 self._outage.remember_failed(tags)
             raise
 
-    def apply(self, batch: Sequence[tuple[int, Collection[str]]]) -> int:
+    def apply(
+        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+    ) -> int:
         if not batch:
             return 0
         args: list[Any] = [
@@ -367,8 +369,9 @@ class RedisStore(Store):
             breaker=False,
         )
         try:
-            applied, status, receivers = reply
+            applied, status, receivers, *marks = reply
             count = int(applied)
+            done = [int(m) for m in marks[0]] if marks else []
         except (TypeError, ValueError) as exc:
             # Whether the rows were bumped is unknown: they stay in the log and are applied
             # again (an extra bump costs a miss; a skipped one would be stale).
@@ -377,6 +380,8 @@ class RedisStore(Store):
         # Through the breaker's error handling, as the bump itself: a StoreUnavailable, never
         # a raw driver error, if Redis stops answering between the reply and the fence.
         self._call(lambda: self._fence(receivers), breaker=False)
+        if bumped is not None:
+            bumped.extend(done)
         return count
 
     def acquire(self, key: str, ttl: float) -> str | None:

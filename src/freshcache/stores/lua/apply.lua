@@ -6,11 +6,13 @@
 -- none)   ARGV[6] the near caches' channel
 -- ARGV[7..] rows, each as: mark, k (its number of tags), then its k tags
 -- Publishes each bumped row's tags as bump.lua does (near caches).
--- Returns {bumped rows, status, receivers} (status: see _position.lua). A mark key holding anything but
+-- Returns {bumped rows, status, receivers, the marks of the bumped rows} (status: see
+-- _position.lua). A mark key holding anything but
 -- this epoch's token is not a mark (see fc_marked): its row is bumped, never skipped.
 local epoch, _, status = fc_position(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
 local applied = 0
 local receivers = 0
+local bumped = {}
 local tag_ttl = tonumber(ARGV[5])
 local i = 7
 while i <= #ARGV do
@@ -28,7 +30,8 @@ while i <= #ARGV do
     end
     redis.call('SET', ARGV[3] .. mark, epoch, 'PX', ARGV[4])
     applied = applied + 1
+    bumped[#bumped + 1] = mark
   end
   i = i + 2 + k
 end
-return {applied, status, receivers}
+return {applied, status, receivers, bumped}
