@@ -306,3 +306,48 @@ def test_rerender_is_a_task_when_tasks_queue_work(tmp_path: Path) -> None:
         assert [(r.task.name, r.args) for r in results] == [
             ("rerender", [[f"/post/{item.pk}/"], "testserver", False])
         ]
+
+
+def test_concurrent_publishers_and_a_writer_never_deadlock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two publishers of one path used to each hold their own index rows and delete the
+    other's: a deadlock, whose victim could be the writer's deletion (found in CI: the file of
+    a returned write stayed until the queue's retry). Rows are now locked in one order."""
+    root = tmp_path / "root"
+    monkeypatch.setattr(publishing, "_still_current", lambda store, key, body: True)
+    errors: list[BaseException] = []
+    logged: list[str] = []
+    monkeypatch.setattr(publishing.logger, "exception", lambda msg, *a: logged.append(msg % a))
+    with override_settings(FRESHCACHE=_settings(root)):
+        using = get_settings().log_database
+        store = freshcache.store()
+        tags = {f"t:{n}" for n in range(40)}  # many index rows per publication
+
+        def publisher(n: int) -> None:
+            try:
+                for i in range(15):
+                    publishing._publish(str(root), "post/9/index.html", f"{n}-{i}".encode(),
+                                        tags, "key", store, using)  # fmt: skip
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        def writer() -> None:
+            try:
+                for _ in range(15):
+                    publishing.unpublish(["t:7"])
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=publisher, args=(n,)) for n in range(3)]
+        threads.append(threading.Thread(target=writer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors[:3]
+        assert not logged, logged[:3]
+        publishing.unpublish(["t:7"])
+        assert not (root / "post/9/index.html").exists()

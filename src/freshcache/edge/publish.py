@@ -32,12 +32,17 @@ import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.db import connections, transaction
 from django.http import HttpRequest
 
+from .index import CHUNK as _CHUNK
+from .index import delete as _delete
+from .index import execute as _execute
+from .index import hold as _hold
+from .index import indexed as _indexed
 from .keys import edge_key, purge_keys
 from .purgers.base import REQUIRED, PurgeFailed, Purger
 from .rerender import schedule
@@ -61,7 +66,6 @@ T = TypeVar("T")
 
 #: Where the page for a path is written, under the root (``/post/7/`` → ``post/7/index.html``).
 INDEX = "index.html"
-_CHUNK = 500
 
 
 def _settings() -> Any:
@@ -69,12 +73,6 @@ def _settings() -> Any:
 
     settings = get_settings()
     return settings.edge.publish, settings.log_database
-
-
-def _internal(fn: Any) -> Any:
-    from ..capture.patch import _internal as run
-
-    return run(fn)
 
 
 def _own_connection(using: str, fn: Callable[[], T]) -> T:
@@ -100,12 +98,6 @@ def _own_connection(using: str, fn: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     return result[0]
-
-
-def _execute(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
-    cursor = conn.cursor()
-    _internal(lambda: cursor.execute(sql, list(params)))
-    return cursor
 
 
 def file_for(path: str) -> str | None:
@@ -267,15 +259,15 @@ def _publish(root: str, relative: str, body: bytes, tags: Collection[str], key: 
                 # 3. Renamed while holding this publication's rows: a writer deletes the rows
                 # before it deletes the file (``_delete``), so it either deleted them already
                 # (nothing is published) or waits for the rename and then deletes the file.
-                cursor = _execute(conn, "UPDATE freshcache_published SET token = token WHERE "
-                                  "path = %s AND token = %s", [relative, token])  # fmt: skip
-                held = cursor.rowcount > 0
-                cursor.close()
-                if held:
+                held = _hold(conn, relative, token, every_token=True)
+                if token in held:
                     os.replace(temporary, target)
                     placed = True
-                    _execute(conn, "DELETE FROM freshcache_published WHERE path = %s AND "
-                             "token <> %s", [relative, token]).close()  # fmt: skip
+                    # The publications this one replaced: those held, never rows another
+                    # publisher inserted since (it may hold them: a deadlock).
+                    for other in sorted(held - {token}):
+                        _execute(conn, "DELETE FROM freshcache_published WHERE path = %s AND "
+                                 "token = %s", [relative, other]).close()  # fmt: skip
     finally:
         if not placed:
             with _quiet():
@@ -312,51 +304,6 @@ class _quiet:
 
     def __exit__(self, *exc: Any) -> bool:
         return exc[0] is not None and issubclass(exc[0], OSError)
-
-
-def _delete(
-    root: str,
-    using: str,
-    publications: Iterable[tuple[str, str]],
-    keep: Callable[[str], bool] | None = None,
-) -> list[str]:
-    """Delete each ``(relative path, token)``'s index rows, then its file, in one transaction
-    per publication (a publisher renaming that file holds the rows: this waits for it), unless
-    ``keep(path)``, asked once the rows are held, says the file is current (the transaction is
-    then rolled back); return the files deleted. Raises ``OSError`` (other than a missing file)
-    and ``DatabaseError``."""
-    deleted: list[str] = []
-    conn = connections[using]
-    for relative, token in publications:
-        with transaction.atomic(using=using):
-            cursor = _execute(conn, "DELETE FROM freshcache_published WHERE path = %s AND "
-                              "token = %s", [relative, token])  # fmt: skip
-            held = cursor.rowcount > 0
-            cursor.close()
-            if held and keep is not None and keep(relative):
-                transaction.set_rollback(True, using=using)
-                continue
-            try:
-                os.unlink(os.path.join(root, relative))
-                deleted.append(relative)
-            except FileNotFoundError:
-                pass
-    return deleted
-
-
-def _indexed(using: str, keys: Collection[str]) -> list[tuple[str, str, str, str]]:
-    """``(path, token, entry, store)`` of the publications indexed under any of ``keys``."""
-    found: set[tuple[str, str, str, str]] = set()
-    ordered = sorted(keys)
-    conn = connections[using]
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
-        marks = ", ".join(["%s"] * len(chunk))
-        cursor = _execute(conn, "SELECT DISTINCT path, token, entry, store FROM "
-                          f"freshcache_published WHERE key IN ({marks})", chunk)  # fmt: skip
-        found.update(tuple(map(str, row)) for row in cursor.fetchall())  # type: ignore[misc]
-        cursor.close()
-    return sorted(found)
 
 
 def _file_current(root: str, relative: str, entry: str, store_name: str) -> bool:
