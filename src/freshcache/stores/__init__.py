@@ -18,7 +18,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Collection, Sequence
-from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -77,6 +77,9 @@ REDIS_TLS_OPTIONS = (
     "ssl_password",
 )
 
+#: Query options whose values are secrets: never shown (:func:`redacted`).
+SECRET_OPTIONS = frozenset({"password", "sentinel_password", "ssl_password"})
+
 _lock = threading.Lock()
 _stores: dict[str, Store] = {}
 
@@ -130,13 +133,22 @@ def redacted(url: str) -> str:
     by its scheme only: it may hold a password anywhere)."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return url.partition("://")[0] + "://(not shown: it does not parse)"
-    if parts.password is None:
+    secret = any(n in SECRET_OPTIONS for n, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if password is None and not secret:
         return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if secret:
+        hidden = [
+            (name, "***" if name in SECRET_OPTIONS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    if password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    return urlunsplit(parts)
 
 
 def from_url(name: str, url: str) -> Store:

@@ -251,4 +251,6 @@ class Store(abc.ABC):
         """Release connections (called when settings change and at shutdown)."""
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} {self.url!r}>"
+        from . import redacted  # the URL without its passwords: a repr ends up in logs
+
+        return f"<{type(self).__name__} {self.name!r} {redacted(self.url)!r}>"

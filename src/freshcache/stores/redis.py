@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from ..conf import MAX_LEASE_SECONDS
 from .base import Hit, Snapshot, Store, Stored, StoreUnavailable
@@ -52,8 +53,8 @@ from .journal import Journal
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
 from .redis_outage import Outage
+from .redis_sentinel import DEFAULT_CHECK, MasterWatch, own_client, sentinel_client
 from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
-from .redis_sentinel import own_client, sentinel_client
 
 __all__ = ["RedisStore"]
 
@@ -120,7 +121,8 @@ class RedisStore(Store):
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         options = {k: v[-1] for k, v in query.items() if k in _OPTION_NAMES}
-        rest = "&".join(f"{k}={v[-1]}" for k, v in query.items() if k not in _OPTION_NAMES)
+        # Quoted again: a value holding "&", "=" or "+" (a password) stays one value.
+        rest = urlencode([(k, v[-1]) for k, v in query.items() if k not in _OPTION_NAMES])
         prefix = options.get("prefix", prefix)
         self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
         self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
@@ -156,6 +158,7 @@ class RedisStore(Store):
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         base = self._base = "{" + prefix + "}"
         self._server_key = f"{base}:server"
+        self._hold_key = f"{base}:hold"
         connection: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
@@ -164,8 +167,19 @@ class RedisStore(Store):
             "health_check_interval": 0,
             "redis_connect_func": self._on_connect,
         }
+        #: Behind Sentinel: keeps this process on the master the sentinels name (else None).
+        self._watch: MasterWatch | None = None
+        self._hold_ms = 0
         if parts.scheme in SENTINEL_SCHEMES:
+            check = query.get("sentinel_check", [str(DEFAULT_CHECK)])[-1]
+            interval = float(check)
+            if not 0.01 <= interval <= 60:  # also NaN and infinity
+                raise ValueError("sentinel_check must be a number of seconds from 0.01 to 60")
             self._client = sentinel_client(parts._replace(query=rest), **connection)
+            self._watch = MasterWatch(self._client, interval)
+            # Readers trust their last answer for 2 intervals; a bump on a new master waits
+            # that long after its epoch started, and a little more (docs/scaling.md).
+            self._hold_ms = int((2 * interval + 0.1) * 1000)
         else:
             self._client = redis.Redis.from_url(
                 urlunsplit(parts._replace(query=rest)), **connection
@@ -191,8 +205,8 @@ class RedisStore(Store):
 
     def _on_connect(self, connection: Any) -> None:
         """Fence every new connection (see the module docstring) before it is used."""
-        keys = (self._epoch_key, self._server_key, self._seq_key, self._copy_key)
-        if fence(connection, self._fence_script, keys) == CORRUPT:
+        keys = (self._epoch_key, self._server_key, self._seq_key, self._copy_key, self._hold_key)
+        if fence(connection, self._fence_script, keys, self._hold_ms) == CORRUPT:
             logger.warning(
                 "freshcache store %r: the server key %s held a value freshcache did not write; "
                 "started a new epoch: every entry misses once",
@@ -203,7 +217,18 @@ class RedisStore(Store):
     # -- failure handling (redis_outage.py) --------------------------------------------------
 
     def _call(self, fn: Callable[[], T], *, breaker: bool = True) -> T:
+        watch = self._watch
+        if breaker and watch is not None and not watch.current():
+            raise StoreUnavailable(f"{self!r}: the sentinels did not answer for a while")
         return self._outage.call(fn, breaker=breaker)
+
+    def _hold(self) -> None:
+        """Behind Sentinel, after a bump: wait while the new master's hold lasts (``lua/
+        fence.lua``), so that every process left the old master before the write returns."""
+        if self._hold_ms:
+            ttl = self._call(lambda: self._client.pttl(self._hold_key), breaker=False)
+            if isinstance(ttl, int) and ttl > 0:
+                time.sleep(min(ttl, self._hold_ms) / 1000)
 
     @property
     def pending_repair(self) -> bool:
@@ -344,6 +369,7 @@ class RedisStore(Store):
             return
         try:
             self._call(lambda: self._run_bump(tags, marks), breaker=False)
+            self._hold()
         except StoreUnavailable:
             if not marks:  # nothing else holds this invalidation: keep it for the replay
                 self._outage.remember_failed(tags)
@@ -380,6 +406,7 @@ class RedisStore(Store):
         # Through the breaker's error handling, as the bump itself: a StoreUnavailable, never
         # a raw driver error, if Redis stops answering between the reply and the fence.
         self._call(lambda: self._fence(receivers), breaker=False)
+        self._hold()
         if bumped is not None:
             bumped.extend(done)
         return count
@@ -458,8 +485,11 @@ class RedisStore(Store):
         # Connections of its own: the subscription holds one for good, which must not count
         # against the store's max_connections.
         own = own_client(self._client)
+        if self._watch is not None:
+            self._watch.add(own)
         cache = NearCache(self.near_cache)
-        channel = RedisChannel(own, self._channel, cache, self.near_heartbeat)
+        gate = self._watch.current if self._watch is not None else None
+        channel = RedisChannel(own, self._channel, cache, self.near_heartbeat, gate)
         return NearStore(self, cache, channel)
 
     def journal(self) -> Journal:
@@ -472,4 +502,6 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self._outage.close()
+        if self._watch is not None:
+            self._watch.close()
         self._client.close()

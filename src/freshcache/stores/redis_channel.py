@@ -28,6 +28,7 @@ import secrets
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .near import NearCache
@@ -45,8 +46,17 @@ _POLL = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 class RedisChannel:
     """Subscribes to ``channel`` with ``client`` (a ``redis.Redis``) and feeds ``near``."""
 
-    def __init__(self, client: Any, channel: str, near: NearCache, heartbeat: float) -> None:
+    def __init__(
+        self,
+        client: Any,
+        channel: str,
+        near: NearCache,
+        heartbeat: float,
+        gate: Callable[[], bool] | None = None,
+    ) -> None:
+        """``gate``: also required for health (behind Sentinel: the master is known)."""
         self._client = client
+        self._gate = gate
         self._channel = channel
         self._near = near
         self.heartbeat = heartbeat
@@ -71,6 +81,8 @@ class RedisChannel:
     # -- the request side ------------------------------------------------------------------------
 
     def ready(self) -> bool:
+        if self._gate is not None and not self._gate():
+            return False
         self._ensure_thread()
         if not self._lock.acquire(blocking=False):
             return False  # another thread is draining or reconnecting: not known to be current

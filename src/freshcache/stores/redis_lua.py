@@ -23,11 +23,12 @@ def script(name: str) -> str:
     return lua.joinpath("_position.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
 
 
-def fence(connection: Any, fence_script: str, keys: Sequence[str]) -> Any:
+def fence(connection: Any, fence_script: str, keys: Sequence[str], hold_ms: int = 0) -> Any:
     """Run ``lua/fence.lua`` on a new ``connection`` with the server's run id, before anything
     else: a server that is not the one the epoch was started on starts a new epoch.
 
-    ``keys``: the epoch, server, sequence and sequence-copy keys. Returns the script's status
+    ``keys``: the epoch, server, sequence, sequence-copy and hold keys; ``hold_ms``: how long
+    bumps wait after a new server's epoch started (Sentinel). Returns the script's status
     (0, 1, or :data:`CORRUPT`), or None when the server does not tell its run id.
     """
     connection.on_connect()
@@ -38,5 +39,7 @@ def fence(connection: Any, fence_script: str, keys: Sequence[str]) -> Any:
     run_id = run_ids[0] if run_ids else None
     if run_id is None:  # pragma: no cover - INFO renamed or filtered by a proxy
         return None
-    connection.send_command("EVAL", fence_script, len(keys), *keys, run_id, secrets.token_hex(8))
+    connection.send_command(
+        "EVAL", fence_script, len(keys), *keys, run_id, secrets.token_hex(8), hold_ms
+    )
     return connection.read_response()

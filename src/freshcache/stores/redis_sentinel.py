@@ -27,15 +27,30 @@ until it learns it was replaced; bumps made there in that window are lost with i
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode
 
-__all__ = ["DEFAULT_SENTINEL_PORT", "SCHEMES", "SENTINEL_OPTIONS", "own_client", "sentinel_client"]
+__all__ = [
+    "DEFAULT_SENTINEL_PORT",
+    "SCHEMES",
+    "SENTINEL_OPTIONS",
+    "MasterWatch",
+    "own_client",
+    "sentinel_client",
+]
+
+logger = logging.getLogger("freshcache.stores.redis")
 
 #: The URL schemes of a store behind Redis Sentinel.
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 #: Options of a sentinel URL that are the sentinels' (the others are the servers').
-SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+SENTINEL_OPTIONS = ("sentinel_check", "sentinel_password", "sentinel_username")
+#: Default seconds between two questions to the sentinels (``sentinel_check``).
+DEFAULT_CHECK = 0.5
 DEFAULT_SENTINEL_PORT = 26379
 
 
@@ -43,8 +58,14 @@ def _sentinels(netloc: str) -> list[tuple[str, int]]:
     hosts = netloc.rpartition("@")[2]
     found: list[tuple[str, int]] = []
     for part in hosts.split(","):
-        host, colon, port = part.strip().rpartition(":") if ":" in part else (part, "", "")
-        host = host.strip("[]")
+        part = part.strip()
+        if part.startswith("["):  # IPv6: [::1] or [::1]:26380
+            host, _, rest = part[1:].partition("]")
+            colon, port = rest[:1], rest[1:]
+            if rest and colon != ":":
+                raise ValueError(f"a sentinel URL names its sentinels as host:port, not {part!r}")
+        else:
+            host, colon, port = part.rpartition(":") if ":" in part else (part, "", "")
         if not host:
             raise ValueError(f"a sentinel URL names its sentinels as host:port, not {part!r}")
         if colon and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
@@ -59,8 +80,10 @@ def parse(parts: SplitResult) -> tuple[list[tuple[str, int]], str, int]:
     Raise ``ValueError`` when the service is missing or the database is not a number.
     """
     sentinels = _sentinels(parts.netloc)
-    path = [unquote(p) for p in parts.path.split("/") if p]
-    if not path or len(path) > 2:
+    path = [unquote(p) for p in parts.path.split("/")[1:]]
+    if path and not path[-1] and len(path) > 1:
+        path.pop()  # a trailing slash: /SERVICE/ or /SERVICE/DB/
+    if not path or not path[0] or len(path) > 2:
         raise ValueError(
             "a sentinel URL names the master's service after the hosts: "
             "redis+sentinel://host:26379,host:26380/SERVICE[/DB]"
@@ -78,12 +101,14 @@ def sentinel_client(parts: SplitResult, **connection: Any) -> Any:
     Raise ``ValueError`` for a URL that does not name sentinels and a service.
     """
     import redis
+    from redis.backoff import NoBackoff
     from redis.connection import parse_url
-    from redis.sentinel import Sentinel
+    from redis.retry import Retry
 
     sentinels, service, db = parse(parts)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query if k in SENTINEL_OPTIONS}
+    auth = ("sentinel_password", "sentinel_username")
+    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query if k in auth}
     rest = urlencode([(k, v) for k, v in query if k not in SENTINEL_OPTIONS and k != "db"])
     userinfo = parts.netloc.rpartition("@")[0]
     # redis-py's own parser turns the options into the types it wants (ints, booleans).
@@ -92,11 +117,120 @@ def sentinel_client(parts: SplitResult, **connection: Any) -> Any:
         kwargs.pop(server_only, None)
     if parts.scheme.startswith("rediss"):
         kwargs["ssl"] = True
-    timeouts = {k: v for k, v in connection.items() if k.startswith("socket_")}
-    manager = Sentinel(sentinels, sentinel_kwargs={**timeouts, **sentinel_auth})
+    # The sentinels' connections wait as little as the servers' do: no retries (redis-py's
+    # default retries with backoff held a request ~13 s when the sentinels were unreachable).
+    asking = {k: v for k, v in connection.items() if k.startswith("socket_")}
+    asking.update(retry=Retry(NoBackoff(), 0), **sentinel_auth)
+    manager = _manager_class()(sentinels, sentinel_kwargs=asking)
     client: Any = manager.master_for(service, redis_class=redis.Redis, **kwargs, **connection)
     client._freshcache_sentinel = (manager, service, {**kwargs, **connection})
     return client
+
+
+def _manager_class() -> Any:
+    import redis
+    from redis.sentinel import MasterNotFoundError, Sentinel
+
+    class NewestSentinel(Sentinel):
+        """Asks every sentinel and follows the newest configuration (the highest
+        ``config-epoch``): right after a failover, a sentinel that has not heard of it yet
+        still names the old master. Errors name each sentinel by its address, in one line."""
+
+        def discover_master(self, service_name: str) -> tuple[str, int]:
+            best: tuple[int, str, int] | None = None
+            failures = []
+            for sentinel in self.sentinels:
+                where = "{host}:{port}".format(**sentinel.connection_pool.connection_kwargs)
+                try:
+                    state = sentinel.sentinel_master(service_name)
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                    failures.append(f"{where} {type(exc).__name__}")
+                    continue
+                except redis.ResponseError as exc:  # not a service it monitors
+                    failures.append(f"{where} {str(exc)[:80]}")
+                    continue
+                if not self.check_master_state(state, service_name):
+                    failures.append(f"{where} names no healthy master")
+                    continue
+                epoch = int(state.get("config-epoch") or 0)
+                if best is None or epoch > best[0]:
+                    best = (epoch, str(state["ip"]), int(state["port"]))
+            if best is None:
+                raise MasterNotFoundError(
+                    f"no master for {service_name!r} from the sentinels ({'; '.join(failures)})"
+                )
+            return best[1], best[2]
+
+    return NewestSentinel
+
+
+class MasterWatch:
+    """Keeps a process's idea of the master current: a daemon thread asks the sentinels every
+    ``interval`` seconds and, when they name another server, closes every connection of the
+    store (in use or not: a command on one fails, and is a bypass), so the next ones go to
+    the new master and are fenced there.
+
+    :meth:`current` says whether the last answer is less than ``2 * interval`` seconds old;
+    the store serves nothing from Redis or its near cache otherwise (a bypass). Bumps on a new
+    master wait that long after its epoch started (``lua/fence.lua``'s hold), so a write that
+    returns after a failover finds every process's reads on the new master (docs/scaling.md).
+    """
+
+    def __init__(self, client: Any, interval: float) -> None:
+        self.interval = interval
+        self._pools = [client.connection_pool]
+        self._lock = threading.Lock()
+        self._address: Any = None
+        self._checked = 0.0  # monotonic time the last successful check *started*
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, client: Any) -> None:
+        """Close ``client``'s connections too when the master changes (the near cache's)."""
+        self._pools.append(client.connection_pool)
+
+    def current(self) -> bool:
+        if not self._checked:
+            self.check()
+        self._ensure_thread()
+        return time.monotonic() - self._checked < 2 * self.interval
+
+    def check(self) -> None:
+        import redis
+
+        started = time.monotonic()
+        try:
+            address = self._pools[0].get_master_address()
+        except (redis.RedisError, OSError):
+            return
+        with self._lock:
+            changed = self._address is not None and address != self._address
+            self._address = address
+            self._checked = max(self._checked, started)
+        if changed:
+            logger.warning("freshcache: the sentinels name a new master, %s:%s", *address)
+            for pool in self._pools:
+                pool.disconnect(inuse_connections=True)
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self._run, name="freshcache-sentinel-watch", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.interval):
+            self.check()
+
+    def close(self) -> None:
+        self._closed.set()
 
 
 def own_client(client: Any) -> Any:
