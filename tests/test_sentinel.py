@@ -111,6 +111,8 @@ def test_the_url_names_sentinels_a_service_and_a_database() -> None:
         ("redis+sentinel://127.0.0.1:26379/svc/zero", "must be a number"),
         ("redis+sentinel://127.0.0.1:port/svc", "sentinel port must be a number"),
         ("redis+sentinel://127.0.0.1/svc?db=2", "unknown option(s) db"),
+        ("redis+sentinel://127.0.0.1/svc?sentinel_check=0", "sentinel_check must be a number"),
+        ("redis+sentinel://127.0.0.1/svc?sentinel_check=soon", "could not convert"),
     ):
         with pytest.raises((ValueError, ImproperlyConfigured), match=re.escape(message)):
             from_url("s", url)

@@ -19,10 +19,9 @@ one misses. A failover therefore costs one miss per entry, never a stale hit
 (``tests/test_sentinel.py`` makes a replica miss a bump, kills the master, and checks). The
 replication offset is not needed: the run id changes at every promotion, whatever the offset.
 
-Limits (Sentinel's own; https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/):
-a master cut off from the sentinels but not from some clients keeps accepting their writes
-until it learns it was replaced; bumps made there in that window are lost with it. Set
-``min-replicas-to-write 1`` and ``min-replicas-max-lag`` on the servers to bound that window.
+A failover that leaves the old master answering (``SENTINEL FAILOVER``, a master that hung and
+came back) is covered by :class:`MasterWatch` and the hold ``lua/fence.lua`` puts on bumps on a
+new master: see docs/scaling.md, "Leaving the old master", and its limits.
 """
 
 from __future__ import annotations
