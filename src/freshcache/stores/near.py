@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from .base import Hit, Snapshot, Store, Stored
 from .journal import Journal
 
-__all__ = ["Channel", "NearCache", "NearStore"]
+__all__ = ["MIN_NEAR_CACHE", "Channel", "NearCache", "NearStore", "parse_size"]
 
 #: Bytes counted for an entry besides its payload and tags: the entry's own objects and the
 #: decoded page kept in its memo (a ``Page`` with its header list and dicts), measured with
@@ -50,6 +50,26 @@ TAG_OVERHEAD = 400
 EVENTS = 4096
 EVENT_SHARE = 16
 EVENT_TAG_OVERHEAD = 140
+
+
+#: The smallest near cache accepted (bytes): anything smaller holds a handful of entries at most.
+MIN_NEAR_CACHE = 64 * 1024
+_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+
+
+def parse_size(text: str) -> int:
+    """``"64mb"`` -> 67108864: bytes, with an optional k/kb/m/mb/g/gb suffix (powers of 1024).
+
+    Raise ``ValueError`` for anything else, or a size over 64 GiB.
+    """
+    number = text.strip().lower().rstrip("bgkm")
+    unit = text.strip().lower()[len(number) :]
+    if unit not in _SIZE_UNITS or not (number.isascii() and number.isdigit()):
+        raise ValueError(f"near_cache must be a size such as 67108864 or 64mb, not {text!r}")
+    size = int(number) * _SIZE_UNITS[unit]
+    if size > 64 * 2**30:
+        raise ValueError("near_cache must be at most 64gb")
+    return size
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,13 +50,14 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from ..conf import MAX_LEASE_SECONDS
 from .base import Hit, Snapshot, Store, Stored, StoreUnavailable
 from .journal import Journal
+from .near import MIN_NEAR_CACHE, parse_size
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
 from .redis_outage import Outage
-from .redis_sentinel import DEFAULT_CHECK, MasterWatch, own_client, sentinel_client
 from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
+from .redis_sentinel import MasterWatch, own_client, sentinel_setup
 
-__all__ = ["RedisStore"]
+__all__ = ["MIN_NEAR_CACHE", "RedisStore", "parse_size"]
 
 logger = logging.getLogger("freshcache.stores.redis")
 
@@ -73,26 +74,6 @@ _OPTION_NAMES = {
     "near_cache",
     "near_heartbeat",
 }
-#: The smallest near cache accepted (bytes): anything smaller holds a handful of entries at most.
-MIN_NEAR_CACHE = 64 * 1024
-_SIZE_UNITS = {"": 1, "k": 1024, "kb": 1024, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
-
-
-def parse_size(text: str) -> int:
-    """``"64mb"`` -> 67108864: bytes, with an optional k/kb/m/mb/g/gb suffix (powers of 1024).
-
-    Raise ``ValueError`` for anything else, or a size over 64 GiB.
-    """
-    number = text.strip().lower().rstrip("bgkm")
-    unit = text.strip().lower()[len(number) :]
-    if unit not in _SIZE_UNITS or not (number.isascii() and number.isdigit()):
-        raise ValueError(f"near_cache must be a size such as 67108864 or 64mb, not {text!r}")
-    size = int(number) * _SIZE_UNITS[unit]
-    if size > 64 * 2**30:
-        raise ValueError("near_cache must be at most 64gb")
-    return size
-
-
 class RedisStore(Store):
     """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``),
     or ``redis+sentinel://host:26379,host:26380/SERVICE/db?…`` behind Redis Sentinel
@@ -171,15 +152,7 @@ class RedisStore(Store):
         self._watch: MasterWatch | None = None
         self._hold_ms = 0
         if parts.scheme in SENTINEL_SCHEMES:
-            check = query.get("sentinel_check", [str(DEFAULT_CHECK)])[-1]
-            interval = float(check)
-            if not 0.01 <= interval <= 60:  # also NaN and infinity
-                raise ValueError("sentinel_check must be a number of seconds from 0.01 to 60")
-            self._client = sentinel_client(parts._replace(query=rest), **connection)
-            self._watch = MasterWatch(self._client, interval)
-            # Readers trust their last answer for 2 intervals; a bump on a new master waits
-            # that long after its epoch started, and a little more (docs/scaling.md).
-            self._hold_ms = int((2 * interval + 0.1) * 1000)
+            self._client, self._watch, self._hold_ms = sentinel_setup(parts, rest, connection)
         else:
             self._client = redis.Redis.from_url(
                 urlunsplit(parts._replace(query=rest)), **connection
@@ -474,23 +447,9 @@ class RedisStore(Store):
         """This store with a near cache in front, if ``near_cache`` asks for one, else itself."""
         if not self.near_cache:
             return self
-        from .near import NearCache, NearStore
-        from .redis_channel import RedisChannel
+        from .redis_channel import near_store
 
-        if 3 * self.near_heartbeat >= self.socket_timeout:
-            raise ValueError(
-                "near_heartbeat must be less than a third of socket_timeout: the channel must "
-                "be known unhealthy before a bump that cannot reach Redis gives up"
-            )
-        # Connections of its own: the subscription holds one for good, which must not count
-        # against the store's max_connections.
-        own = own_client(self._client)
-        if self._watch is not None:
-            self._watch.add(own)
-        cache = NearCache(self.near_cache)
-        gate = self._watch.current if self._watch is not None else None
-        channel = RedisChannel(own, self._channel, cache, self.near_heartbeat, gate)
-        return NearStore(self, cache, channel)
+        return near_store(self, own_client(self._client), self._watch)
 
     def journal(self) -> Journal:
         from .redis_journal import RedisJournal

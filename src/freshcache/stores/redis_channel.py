@@ -29,14 +29,19 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .near import NearCache
+
+if TYPE_CHECKING:
+    from .near import NearStore
+    from .redis import RedisStore
+    from .redis_sentinel import MasterWatch
 
 #: Published by ``RedisStore.clear()``: every near cache empties itself.
 FLUSH_MESSAGE = b"flush"
 
-__all__ = ["RedisChannel"]
+__all__ = ["RedisChannel", "near_store"]
 
 logger = logging.getLogger("freshcache")
 
@@ -242,3 +247,23 @@ class RedisChannel:
             with contextlib.suppress(Exception):
                 self._client.publish(self._heartbeat_channel, self._token.encode())
             self._closed.wait(self.heartbeat)
+
+
+def near_store(store: RedisStore, own: Any, watch: MasterWatch | None) -> NearStore:
+    """``store`` with a near cache in front, kept coherent through ``own`` (a client with
+    connections of its own: the subscription holds one for good, which must not count against
+    the store's ``max_connections``); behind Sentinel, ``watch`` closes them too on a failover
+    and must vouch for the master before the near cache is used."""
+    from .near import NearStore
+
+    if 3 * store.near_heartbeat >= store.socket_timeout:
+        raise ValueError(
+            "near_heartbeat must be less than a third of socket_timeout: the channel must "
+            "be known unhealthy before a bump that cannot reach Redis gives up"
+        )
+    if watch is not None:
+        watch.add(own)
+    cache = NearCache(store.near_cache)
+    gate = watch.current if watch is not None else None
+    channel = RedisChannel(own, store._channel, cache, store.near_heartbeat, gate)
+    return NearStore(store, cache, channel)

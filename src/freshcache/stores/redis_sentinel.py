@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlencode
+from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlencode
 
 __all__ = [
     "DEFAULT_SENTINEL_PORT",
@@ -40,6 +40,7 @@ __all__ = [
     "MasterWatch",
     "own_client",
     "sentinel_client",
+    "sentinel_setup",
 ]
 
 logger = logging.getLogger("freshcache.stores.redis")
@@ -124,6 +125,22 @@ def sentinel_client(parts: SplitResult, **connection: Any) -> Any:
     client: Any = manager.master_for(service, redis_class=redis.Redis, **kwargs, **connection)
     client._freshcache_sentinel = (manager, service, {**kwargs, **connection})
     return client
+
+
+def sentinel_setup(
+    parts: SplitResult, rest: str, connection: dict[str, Any]
+) -> tuple[Any, MasterWatch, int]:
+    """``(client, watch, hold_ms)`` for a ``redis+sentinel://`` URL's ``parts`` (``rest``: its
+    query without freshcache's own options): the client, its :class:`MasterWatch`, and how
+    long bumps wait on a new master (milliseconds). Raise ``ValueError`` for a bad URL."""
+    check = parse_qs(parts.query).get("sentinel_check", [str(DEFAULT_CHECK)])[-1]
+    interval = float(check)
+    if not 0.01 <= interval <= 60:  # also NaN and infinity
+        raise ValueError("sentinel_check must be a number of seconds from 0.01 to 60")
+    client = sentinel_client(parts._replace(query=rest), **connection)
+    # Readers trust their last answer for 2 intervals; a bump on a new master waits that long
+    # after its epoch started, and a little more (docs/scaling.md).
+    return client, MasterWatch(client, interval), int((2 * interval + 0.1) * 1000)
 
 
 def _manager_class() -> Any:
