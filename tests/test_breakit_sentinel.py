@@ -11,44 +11,20 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from freshcache import cached, depends_on, invalidate
 from freshcache.checks.stores import check_store
 from freshcache.stores import from_url, redacted
 from freshcache.stores.redis import RedisStore
 from tests.helpers.redis_sentinel import SERVICE, SentinelSetup
 from tests.helpers.redis_server import free_port
+from tests.test_sentinel import BREAKER, TIMEOUT, read, setup, truth, write
 
-TIMEOUT = 0.2
-BREAKER = 0.3
-
-truth: dict[str, int] = {}
-
-
-@cached
-def read(name: str) -> int:
-    depends_on(f"breakit-sentinel:{name}")
-    return truth[name]
-
-
-def write(name: str) -> int:
-    truth[name] = truth.get(name, 0) + 1
-    invalidate(f"breakit-sentinel:{name}")
-    return truth[name]
-
-
-@pytest.fixture
-def setup() -> Iterator[SentinelSetup]:
-    truth.clear()
-    with SentinelSetup() as running:
-        yield running
-    truth.clear()
+__all__ = ["setup"]  # the fixture, from tests/test_sentinel.py
 
 
 def configured(url: str) -> Any:
@@ -115,7 +91,7 @@ def test_a_manual_failover_serves_nothing_older_than_a_write_on_the_promoted_mas
         writer = other_process(setup)
         try:
             truth["s"] = 2
-            writer.bump(["breakit-sentinel:s"])  # the other process's write has returned
+            writer.bump(["sentinel:s"])  # the other process's write has returned
         finally:
             writer.close()
         assert setup.primary.client().info("replication")["role"] == "master"  # not demoted yet
@@ -146,7 +122,7 @@ def test_a_paused_master_that_comes_back_serves_nothing_older_than_the_promoted_
         writer = other_process(setup)
         try:
             truth["p"] = 2
-            writer.bump(["breakit-sentinel:p"])
+            writer.bump(["sentinel:p"])
         finally:
             writer.close()
         setup.primary.resume()
