@@ -67,7 +67,10 @@ def fix_for(reason: str) -> str | None:
     """What to do about ``reason`` (the exact settings line for a view counter)."""
     fields = written_fields(reason)
     if fields is not None:
-        return f"if {' and '.join(fields)} only counts, add to settings.py: {volatile_line(fields)}"
+        return (
+            f"if {' and '.join(fields)} only counts, add to settings.py: "
+            f"{volatile_line(fields)}{_reinstall()}"
+        )
     for start, fix in _FIXES:
         if reason.startswith(start):
             return fix
@@ -87,12 +90,29 @@ def note(kind: str, name: str, reason: str) -> None:
         _warned.add(key)
     logger.warning(
         "freshcache: %s %r is never stored: its render %s, so it invalidates itself. If that "
-        "column only counts (views, visits), add to settings.py: %s",
+        "column only counts (views, visits), add to settings.py: %s%s",
         kind,
         name,
         reason,
         volatile_line(fields),
+        _reinstall(),
     )
+
+
+def _reinstall() -> str:
+    """With PostgreSQL log triggers: they must learn of the new volatile column too (their
+    ``UPDATE`` of it alone would otherwise reach the relay, which invalidates the row)."""
+    from django.db import connections
+
+    from .conf import get_settings
+
+    using = get_settings().log_database
+    try:
+        if using is None or connections[using].vendor != "postgresql":
+            return ""
+    except Exception:
+        return ""
+    return "; then run: python manage.py freshcache changefeed install"
 
 
 def reset() -> None:

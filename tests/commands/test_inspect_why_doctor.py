@@ -135,7 +135,8 @@ def test_why_names_a_write_from_outside_django_that_the_relay_applied(site: Stor
     row.save()
     call_command("freshcache", "relay", "--once", stdout=io.StringIO())
     sources = [r["source"] for r in run_json("why", f"/item/{row.pk}/")["invalidations"]]
-    assert sources[0] == "write", sources
+    # (a relay may bump the row too, before the writer marks it: "write" is among the newest)
+    assert "write" in sources[:2], sources
 
 
 def test_why_for_a_page_that_is_not_cached(site: Store) -> None:
@@ -162,8 +163,8 @@ def test_doctor_names_the_view_counter_and_the_setting_line(
     assert warnings == [
         "freshcache: page 'topic' is never stored: its render wrote testapp.Item.value of a row "
         "it read, so it invalidates itself. If that column only counts (views, visits), add to "
-        f"settings.py: {line}"
-    ]
+        f"settings.py: {line}; then run: python manage.py freshcache changefeed install"
+    ]  # the suite's log database is PostgreSQL: its triggers must learn of the column too
 
     text = run("doctor")
     assert "  warning: page 'topic': computed 3 time(s), never stored" in text
