@@ -11,7 +11,8 @@ shows a scrape):
   first ``:``);
 * ``freshcache_compute_seconds{kind}``: histogram of how long misses and bypasses computed;
 * ``freshcache_invalidations_total{source}``: bumps this process made (``write``,
-  ``invalidate``, ``cache``), and ``freshcache_tags_bumped_total``: the tags in them;
+  ``invalidate``, ``cache``, ``relay``: log rows its relay bumped), and
+  ``freshcache_tags_bumped_total``: the tags in them;
 * ``freshcache_store_seconds{store,op}``: histogram of store calls (``lookup``, ``set``,
   ``bump``, ``apply``);
 * ``freshcache_relay_lag_seconds``: age of the oldest log row at the relay's last drain;
@@ -137,7 +138,8 @@ class Metrics:
     def record(self, event: events.Event | events.Invalidation) -> None:
         """Count one outcome event (subscribed to ``freshcache.events``)."""
         if isinstance(event, events.Invalidation):
-            self.invalidations.labels(event.source).inc()
+            # "relay: UPDATE blog_post" counts as "relay": one label per kind, not per table.
+            self.invalidations.labels(event.source.partition(":")[0]).inc()
             self.tags_bumped.inc(len(event.tags))
             return
         if event.outcome == "hit":
