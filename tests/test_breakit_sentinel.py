@@ -178,6 +178,27 @@ def test_unreachable_sentinels_cost_a_bounded_wait() -> None:
 
 
 @pytest.mark.redis
+def test_hung_sentinels_are_asked_once_per_check_not_once_per_request() -> None:
+    """Until the sentinels first answer, each request used to ask them again: every read paid
+    every sentinel's timeout. Now a request asks at most once per ``sentinel_check``."""
+    hung = [_Hung(), _Hung()]
+    hosts = ",".join(f"127.0.0.1:{h.port}" for h in hung)
+    truth["q"] = 1
+    try:
+        with configured(f"redis+sentinel://{hosts}/svc/0?sentinel_check=30"):
+            started = time.monotonic()
+            for _ in range(20):
+                assert read.outcome("q").value == 1
+            took = time.monotonic() - started
+        # One question (two sentinels, TIMEOUT each) instead of twenty: 8 s before the fix.
+        assert took < 4 * TIMEOUT + 1.0, took
+    finally:
+        for h in hung:
+            h.close()
+        truth.clear()
+
+
+@pytest.mark.redis
 def test_one_hung_sentinel_does_not_hold_requests_while_the_master_is_fine(
     setup: SentinelSetup,
 ) -> None:

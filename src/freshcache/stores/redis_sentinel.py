@@ -198,6 +198,7 @@ class MasterWatch:
         self._lock = threading.Lock()
         self._address: Any = None
         self._checked = 0.0  # monotonic time the last successful check *started*
+        self._attempted = -1e9  # ... and the last check, successful or not
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -207,7 +208,9 @@ class MasterWatch:
         self._pools.append(client.connection_pool)
 
     def current(self) -> bool:
-        if not self._checked:
+        # Until a first answer, asked here at most once per interval (the thread asks too):
+        # unreachable sentinels cost one request their timeouts, not every request.
+        if not self._checked and time.monotonic() - self._attempted >= self.interval:
             self.check()
         self._ensure_thread()
         return time.monotonic() - self._checked < 2 * self.interval
@@ -215,7 +218,7 @@ class MasterWatch:
     def check(self) -> None:
         import redis
 
-        started = time.monotonic()
+        started = self._attempted = time.monotonic()
         try:
             address = self._pools[0].get_master_address()
         except (redis.RedisError, OSError):
