@@ -105,7 +105,11 @@ def test_the_url_names_sentinels_a_service_and_a_database() -> None:
     assert ports == [1, 26379]  # the default sentinel port when none is given
     store.close()
     guide = "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster/0?prefix=site"
-    assert isinstance(from_url("s", guide), RedisStore)  # docs/scaling.md's, as written
+    readme = "redis+sentinel://s1:26379,s2:26379,s3:26379/mymaster/0"
+    for shown in (guide, readme):  # docs/scaling.md's and the README's, as written
+        built = from_url("s", shown)
+        assert isinstance(built, RedisStore)
+        built.close()
     for url, message in (
         ("redis+sentinel://127.0.0.1:26379", "names the master's service"),
         ("redis+sentinel://127.0.0.1:26379/svc/zero", "must be a number"),
