@@ -12,7 +12,10 @@ from .journal import RINGS, Journal
 if TYPE_CHECKING:
     from .redis import RedisStore
 
-__all__ = ["RedisJournal"]
+__all__ = ["CHUNK", "RedisJournal"]
+
+#: Bytes of records per ``LPUSH``, at most (plus one record).
+CHUNK = 16 * 1024
 
 
 class RedisJournal(Journal):
@@ -31,7 +34,19 @@ class RedisJournal(Journal):
         key = self._ring_prefix + ring
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.lpush(key, *records)
+            # In commands of at most CHUNK bytes: Redis checks maxmemory before each command,
+            # so one command of 500 records (up to ~1 MB) could overshoot a full Redis by all
+            # of it (tests/test_memory_bounds.py allows 64 KB).
+            chunk: list[str] = []
+            size = 0
+            for record in records:
+                chunk.append(record)
+                size += len(record)
+                if size >= CHUNK:
+                    pipe.lpush(key, *chunk)
+                    chunk, size = [], 0
+            if chunk:
+                pipe.lpush(key, *chunk)
             pipe.ltrim(key, 0, keep - 1)
             pipe.execute()
         except self._store._redis_errors as exc:
