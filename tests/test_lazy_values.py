@@ -438,7 +438,11 @@ def test_a_computation_that_read_untracked_data_is_not_stored_and_logs_once(
             out = clock.outcome()
             assert (out.stored, out.reason) == (False, UNTRACKED_READS)
         assert sessions.outcome().reason == UNTRACKED_READS
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [  # (not the journal's flush thread's, which may time out on a loaded machine)
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "journal" not in r.getMessage()
+    ]
     assert len(warnings) == 2, warnings  # one per function, not one per call
     assert "clock() ran 1 database queries but depends on no tag" in warnings[0]
     assert "depends_on(" in warnings[0]

@@ -231,6 +231,16 @@ async def test_under_asgi(on_redis: str) -> None:
     assert _delta(before) == {"shadow_mismatches": 1}
 
 
+def _shadow_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Shadow mode's warnings (a mismatch, a render that raised, one not scheduled), not
+    another part's: the journal's flush thread may log a Redis timeout on a loaded machine."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "shadow" in r.getMessage()
+    ]
+
+
 def test_no_mismatch_while_nothing_changed(on_redis: str, caplog: pytest.LogCaptureFixture) -> None:
     client = Client()
     client.get("/planted/")
@@ -240,7 +250,7 @@ def test_no_mismatch_while_nothing_changed(on_redis: str, caplog: pytest.LogCapt
             _hit(client, "/planted/")
     assert _delta(before) == {"shadow_matches": 3}
     assert CALLS["planted"] == 4  # one miss, three shadow renders
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not _shadow_warnings(caplog)
 
 
 def test_async_view_and_the_middleware_are_shadowed(on_redis: str, settings: Any) -> None:
@@ -288,7 +298,7 @@ def test_per_request_slots_are_no_mismatch(
         second = _hit(Client(), url)
     assert first.content != second.content  # the per-request text did differ
     assert _delta(before) == {"shadow_matches": 2}
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not _shadow_warnings(caplog)
 
 
 def test_a_write_between_the_hit_and_the_shadow_render_is_not_reported(
@@ -306,7 +316,7 @@ def test_a_write_between_the_hit_and_the_shadow_render_is_not_reported(
         response = _hit(client, "/planted/")
     assert b"banana" not in response.content
     assert _delta(before) == {"shadow_skipped": 1}
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not _shadow_warnings(caplog)
     assert b"apple, banana" in client.get("/planted/").content  # the write was real
 
 
