@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import PYTHON, RESULTS, log
 from bench.freshness import PATHS
-from bench.throughput import ASGI_VARIANTS, HITS_VARIANTS, LABELS, VARIANTS
+from bench.throughput import ASGI_VARIANTS, BADGE_VARIANTS, HITS_VARIANTS, LABELS, VARIANTS
 
 
 def _pyplot() -> Any:
@@ -176,11 +176,13 @@ def tables(results: dict[str, Any]) -> str:
     out += near_tables(results)
     out += edge_tables(results)
     out += scaled_tables(results)
+    out += cluster_cost_tables(results)
     return "\n".join(out)
 
 
 def scaled_tables(results: dict[str, Any]) -> list[str]:
-    """bench/scaled.py: the freshness checker on a read replica and across a Sentinel failover."""
+    """bench/scaled.py: the freshness checker on a read replica and across a Sentinel and a
+    Redis Cluster failover."""
     sc = results.get("scaled")
     if not sc:
         return []
@@ -188,9 +190,11 @@ def scaled_tables(results: dict[str, Any]) -> list[str]:
         "### Freshness scaled out (issue 14)",
         "",
         "The freshness checker on the blog reading from a streaming standby whose replay is "
-        "paused for 150 ms every 500 ms (`replica`), and on Redis behind Sentinel with a "
-        "failover halfway, the promoted replica missing 0.3 s of acknowledged bumps "
-        "(`sentinel`). Stale reads by what served them: a stale `hit` is the cache's; a stale "
+        "paused for 150 ms every 500 ms (`replica`), on Redis behind Sentinel (`sentinel`) and "
+        "on a 3-master Redis Cluster (`cluster`, the master of the shard holding the most "
+        "entries), both with a failover halfway, the promoted replica missing 0.3 s of "
+        "acknowledged bumps. Stale reads by what served them: a stale `hit` is the cache's; a "
+        "stale "
         "`bypass` or `miss` is what the view read from a replica that was behind, as the site "
         "serves it without freshcache.",
         "",
@@ -198,17 +202,64 @@ def scaled_tables(results: dict[str, Any]) -> list[str]:
         "served them | **stale hits** | max staleness ms | write errors | setup |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
-    for mode, r in sc.items():
+    known = ["replica", "sentinel", "cluster"]  # the JSON's keys are sorted
+    for mode in sorted(sc, key=lambda m: (known.index(m) if m in known else len(known), m)):
+        r = sc[mode]
         states = r.get("stale_by_state") or {}
         shown = ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())) or "none"
+        skip = {"masters", "slot", "shard", "old_master", "replica", "new_master"}
         setup = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in (r.get("setup") or {}).items())
+                          for k, v in (r.get("setup") or {}).items() if k not in skip)
         out.append(
             f"| {mode} | {r['seconds']:.0f} | {r['writes']} | {r['reads_checked']:,} | "
             f"{r['hits']:,} | {shown} | **{states.get('hit', 0)}** | "
             f"{r['max_staleness_ms']:.0f} | {r['write_errors']} | {setup} |"
         )
     return [*out, ""]
+
+
+def cluster_cost_tables(results: dict[str, Any]) -> list[str]:
+    """bench/cluster_costs.py: store operations on Redis Cluster beside a single Redis."""
+    cl = results.get("cluster")
+    if not cl:
+        return []
+    c, tp = cl["cluster"], cl["throughput"]
+    out = [
+        "### Redis Cluster beside a single Redis (issue 14)",
+        "",
+        f"freshcache's store on a throwaway single `redis-server` and on a throwaway Redis "
+        f"Cluster ({c['masters']} masters, {c['replicas']} replicas, {c['shards']} shards, "
+        f"{'/'.join(map(str, c['shards_per_master']))} per master), in one process; µs per store "
+        f"operation, median of {cl['rounds']} interleaved rounds (range of the round means). "
+        f"Entries of {cl['entry']['payload_bytes']:,} bytes with {cl['entry']['tags']} tags. "
+        f"Scripts: EVALSHA + EVAL per operation, from `INFO commandstats` on every master.",
+        "",
+        "| operation | single Redis µs | cluster µs | **cluster / single** | scripts single | "
+        "scripts cluster |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for op in sorted(cl["ops"], key=lambda o: ["hit", "miss_set", "bump"].index(o)):
+        r = cl["ops"][op]
+        lo, hi = r["single_range_us"]
+        clo, chi = r["cluster_range_us"]
+        out.append(
+            f"| {op} | {r['single_us']:.0f} ({lo:.0f}-{hi:.0f}) | {r['cluster_us']:.0f} "
+            f"({clo:.0f}-{chi:.0f}) | **x{r['ratio']:.2f}** | "
+            f"{cl['per_op']['single'][op]['scripts']:g} | "
+            f"{cl['per_op']['cluster'][op]['scripts']:g} |"
+        )
+    out += [
+        "",
+        f"Hit throughput: {tp['processes']} processes doing lookups for {tp['seconds']:g} s, "
+        f"{tp['rounds']} rounds per store, taking turns: single Redis "
+        f"{tp['single_lookups_per_s']:,.0f} lookups/s, cluster {tp['cluster_lookups_per_s']:,.0f} "
+        f"lookups/s (**x{tp['ratio']:.2f}**); lookups that missed: "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(tp['misses'].items()))}. On {cl['cores']} cores "
+        f"shared by the clients and all {c['redis_servers']} redis-servers, this cannot show "
+        "throughput scaling across masters.",
+        "",
+    ]
+    return out
 
 
 def throughput_tables(results: dict[str, Any]) -> list[str]:
@@ -241,6 +292,18 @@ def throughput_tables(results: dict[str, Any]) -> list[str]:
             *_throughput_rows(hits["variants"], HITS_VARIANTS),
         ]
         out += _target_rows(hits.get("targets"))
+    badge = tp.get("badge")
+    if badge:
+        out += [
+            "### The same hits with the example's cache badge",
+            "",
+            f"On the {badge['pages']} (`BENCH_BADGE=1`): two more gunicorn servers in the same "
+            "rounds, whose pages carry the demo's corner badge, rendered per request with the "
+            "page's tags (the servers above leave it out: a site does not show it).",
+            "",
+            *_throughput_rows(badge["variants"], BADGE_VARIANTS),
+        ]
+        out += _target_rows(badge.get("targets"))
     asgi = tp.get("asgi")
     if asgi:
         out += [

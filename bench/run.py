@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--only throughput,capture,hitcost,fanout,freshness,
                                                    writes,relay,flood,flight,near,nearmem,
-                                                   edge,scaled]
+                                                   edge,scaled,cluster]
 
 Needs PostgreSQL (127.0.0.1:5432, user postgres; ``BENCH_PG_HOST``) and Redis (127.0.0.1:6379,
 databases 12 and 13; ``BENCH_REDIS``, ``BENCH_REDIS_DB``). Creates and seeds the database
@@ -204,11 +204,11 @@ def main() -> int:
         results["flight"] = section("flight", lambda: run_json(
             ["bench.single_flight", "3" if quick else "5"], "fc-redis", 600
         ))
-    # -- scaled out (issue 14): a read replica, Redis behind Sentinel with a failover ----------
+    # -- scaled out (issue 14): a read replica, Sentinel and Redis Cluster with a failover -----
     if wanted("scaled"):
         results["scaled"] = {}
         seconds = 12 if quick else 40
-        for mode in ("replica", "sentinel"):
+        for mode in ("replica", "sentinel", "cluster"):
             common.log(f"freshness scaled out: {mode}")
             data = section(f"scaled-{mode}", lambda m=mode: run_json(
                 ["bench.scaled", m, str(seconds)], "fc-redis", 900
@@ -217,6 +217,27 @@ def main() -> int:
                 results["scaled"][mode] = data
                 common.log(f"scaled {mode}: {data['reads_checked']} reads checked, stale by "
                            f"what served them {data['stale_by_state']}, {data['writes']} writes")
+    if wanted("cluster"):
+        common.log("hit and write cost on Redis Cluster beside a single Redis (issue 14)")
+        results["cluster"] = section("cluster", lambda: run_json(
+            ["bench.cluster_costs", "--rounds", "4" if quick else "15",
+             "--seconds", "2" if quick else "3"], "fc-redis", 600,
+        ))
+        if results["cluster"]:
+            cl = results["cluster"]
+            common.log("cluster / single Redis: " + ", ".join(
+                f"{op} x{r['ratio']:.2f}" for op, r in cl["ops"].items()
+            ) + f", hit throughput x{cl['throughput']['ratio']:.2f}")
+            hit, tp = cl["ops"]["hit"]["ratios"], cl["throughput"]["ratios"]
+            near, saved = "cluster_near_over_single_near", "cluster_near_over_cluster"
+            common.log(
+                f"near cache hits: cluster-near / single-near x{hit[near]:.2f}, cluster-near / "
+                f"cluster x{hit[saved]:.3f}; hit throughput x{tp[near]:.2f} and x{tp[saved]:.1f}"
+                "; timed hits from the near cache: " + ", ".join(
+                    f"{name} {n['near_hits']}/{n['lookups']}"
+                    for name, n in cl["near_hits_timed"].items()
+                )
+            )
     if wanted("edge"):
         from bench import edge
 

@@ -32,8 +32,11 @@ ASGI_SERVER_VARIANTS = ["nocache", "django", "fc-redis", "fc-near"]
 ASGI_VARIANTS = [*ASGI_SERVER_VARIANTS, "floor"]
 #: On the front pages alone, by the same gunicorn servers (the floor is the mix's).
 HITS_VARIANTS = ["django", "fc-redis", "fc-near", "floor-page"]
-#: How a run names a variant under uvicorn, and on the front pages alone.
-ASGI, HITS = "asgi:", "hits:"
+#: On the front pages too, by gunicorn servers that keep the example's cache badge
+#: (``BENCH_BADGE=1``, bench/site/settings.py): what the demo's per-request work costs each.
+BADGE_VARIANTS = ["fc-near", "floor-page"]
+#: How a run names a variant under uvicorn, on the front pages alone, and with the badge.
+ASGI, HITS, BADGE = "asgi:", "hits:", "badge:"
 LABELS = {
     "nocache": "no cache",
     "django": "Django cache_page (Redis)",
@@ -127,7 +130,7 @@ def warm(url: str, paths: Path, passes: int, budget: float) -> int:
 def warm_variant(name: str, server: Server, paths: Path, quick: bool) -> None:
     """Fill ``server``'s cache: one pass (the shared store), then, for a store local to each
     worker, more passes once a near cache's channel has had time to become healthy."""
-    variant = name.removeprefix(ASGI)
+    variant = name.removeprefix(ASGI).removeprefix(BADGE)
     started = time.monotonic()
     budget = 30 if quick else 60
     count = warm(server.url, paths, 1, budget)
@@ -199,16 +202,17 @@ def ratios(
     nocache: dict[str, Any] | None,
     floor: dict[str, Any],
     extra: tuple[tuple[str, str, float], ...] = (),
+    standard: bool = True,
 ) -> list[dict[str, Any]]:
     """Add each variant's ratios to no cache (if given) and to the floor; return issue 11's
-    ratios (and ``extra`` ones, of the same form as :data:`TARGETS`)."""
+    ratios (unless not ``standard``) and ``extra`` ones, of the same form as :data:`TARGETS`."""
     for r in summary.values():
         if nocache:
             r["vs_nocache"] = r["rps"] / nocache["rps"]
         r["vs_floor"] = r["rps"] / floor["rps"]
     every = {**summary, "floor": floor}
     out = []
-    for a, b, target in (*TARGETS, *extra):
+    for a, b, target in (*(TARGETS if standard else ()), *extra):
         # Each round ran every variant once, minutes apart at most: a ratio within a round
         # suffers less from the machine's load changing than one of whole-run totals.
         per_round = sorted(
@@ -239,25 +243,35 @@ def run(quick: bool) -> dict[str, Any]:
     # Many short rounds rather than a few long ones: the machine's load drifts, and a variant
     # measured in more places of the rotation is less at the mercy of one bad minute.
     rounds, seconds, posts_in_mix = (1, 3, 60) if quick else (6, 5, 300)
-    names = (VARIANTS + [HITS + v for v in HITS_VARIANTS] + [ASGI + v for v in ASGI_VARIANTS])
+    names = (VARIANTS + [HITS + v for v in HITS_VARIANTS] + [ASGI + v for v in ASGI_VARIANTS]
+             + [BADGE + v for v in BADGE_VARIANTS])
     per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         sync = stack.enter_context(servers(SERVER_VARIANTS))
         asgi = stack.enter_context(servers(ASGI_SERVER_VARIANTS, asgi=True))
-        running = {**sync, **{ASGI + v: server for v, server in asgi.items()}}
+        badge = stack.enter_context(servers(["nocache", "fc-near"], env={"BENCH_BADGE": "1"}))
+        running = {
+            **sync,
+            **{ASGI + v: server for v, server in asgi.items()},
+            **{BADGE + v: server for v, server in badge.items()},
+        }
         files = write_paths(Path(tmp), posts_in_mix)
 
         def target(name: str) -> tuple[Server, Path]:
             if name == HITS + "floor-page":
                 return running["nocache"], files["floor-page"]
+            if name == BADGE + "floor-page":
+                return running[BADGE + "nocache"], files["floor-page"]
             if name.startswith(HITS):
                 return running[name.removeprefix(HITS)], files["front"]
+            if name.startswith(BADGE):
+                return running[name], files["front"]
             if name.removeprefix(ASGI) == "floor":
                 return running[name.replace("floor", "nocache")], files["floor"]
             return running[name], files["mix"]
 
         for name, server in running.items():
-            if name.removeprefix(ASGI) != "nocache":
+            if name.removeprefix(ASGI).removeprefix(BADGE) != "nocache":
                 warm_variant(name, server, files["unique"], quick)
         for n in range(rounds):
             # Rotate the order each round so no variant always follows the same neighbour.
@@ -279,8 +293,9 @@ def run(quick: bool) -> dict[str, Any]:
     def summaries(prefix: str, variants: list[str]) -> dict[str, Any]:
         return {v: summarize(per_round[prefix + v], LABELS[v]) for v in variants}
 
-    summary, hits, asgi_summary = (
-        summaries("", VARIANTS), summaries(HITS, HITS_VARIANTS), summaries(ASGI, ASGI_VARIANTS)
+    summary, hits, asgi_summary, badge_summary = (
+        summaries("", VARIANTS), summaries(HITS, HITS_VARIANTS), summaries(ASGI, ASGI_VARIANTS),
+        summaries(BADGE, BADGE_VARIANTS),
     )
     mix = (f"{100 - round(FRONT_SHARE * 100)}% post pages (uniform over all posts), "
            f"{round(FRONT_SHARE * 100)}% front pages 1-{FRONT_PAGES}")
@@ -301,6 +316,12 @@ def run(quick: bool) -> dict[str, Any]:
             "pages": f"front pages 1-{FRONT_PAGES}, uniformly",
             "variants": hits,
             "targets": ratios(hits, None, summary["floor"], (("fc-near", "floor-page", 0.90),)),
+        },
+        "badge": {
+            "pages": f"front pages 1-{FRONT_PAGES}, uniformly, with the example's cache badge",
+            "variants": badge_summary,
+            "targets": ratios(badge_summary, None, summary["floor"],
+                              (("fc-near", "floor-page", 0.90),), standard=False),
         },
         "asgi": {
             "server": uvicorn_flavour(),

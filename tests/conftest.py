@@ -80,7 +80,31 @@ STORE_URLS = {
 }
 
 
+#: The Redis Cluster that ``redis-cluster`` store kinds use: started at the first test that
+#: asks for one, stopped when the session ends (``tests/helpers/redis_cluster.py``).
+_cluster: Any = None
+
+
+def shared_cluster() -> Any:
+    global _cluster
+    if _cluster is None:
+        from tests.helpers.redis_cluster import ClusterSetup
+
+        _cluster = ClusterSetup()
+        _cluster.start()
+    return _cluster
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _cluster is not None:
+        _cluster.stop()
+
+
 def store_url(kind: str) -> str:
+    if kind == "redis-cluster":
+        return shared_cluster().url(f"prefix={REDIS_TEST_PREFIX}")
+    if kind == "redis-cluster-near":
+        return shared_cluster().url(f"prefix={REDIS_TEST_PREFIX}&near_cache=8mb")
     if kind in ("redis", "redis-near"):
         parts = urlsplit(settings.REDIS_URL)
         # A prefix per run: concurrent runs on one machine must not clear each other's keys.

@@ -93,7 +93,8 @@ STORE_UNBUILT = (
          "near_cache, near_heartbeat, password, prefix, socket_keepalive, socket_timeout, "
          "username"),
         ("redis://:hunter2@127.0.0.1:6379/0?socket_timeout=fast",
-         "could not convert string to float: 'fast'"),
+         "socket_timeout must be a number of seconds, not 'fast' (for example "
+         "socket_timeout=0.5)"),
         ("redis://127.0.0.1:notaport/0", "Port could not be cast to integer value as 'notaport'"),
         ("memory://?max_entries=0", "memory store 'memory://?max_entries=0': max_entries and "
          "max_tags must be positive"),
@@ -118,7 +119,8 @@ STORE_UNBUILT = (
          "64kb, not 4096 bytes: each entry counts 2 KB of overhead plus twice its payload"),
         ("memcached://127.0.0.1:11211", "FRESHCACHE store 'default' has URL "
          "'memcached://127.0.0.1:11211' with unknown scheme 'memcached'; use one of: memory://, "
-         "database://, redis://, rediss://, redis+sentinel://, rediss+sentinel://"),
+         "database://, redis://, rediss://, redis+sentinel://, rediss+sentinel://, "
+         "redis+cluster://, rediss+cluster://"),
     ],
 )  # fmt: skip
 def test_a_store_that_cannot_be_built_serves_uncached_pages(

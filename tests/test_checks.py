@@ -305,7 +305,10 @@ def test_e002_unknown_scheme() -> None:
         Error(
             "Store 'default' has URL 'memcached://127.0.0.1:11211' with unknown scheme "
             "'memcached'.",
-            hint="Use memory://, database://, redis://, rediss:// or redis+sentinel://.",
+            hint=(
+                "Use memory://, database://, redis://, rediss://, redis+sentinel:// or "
+                "redis+cluster://."
+            ),
             id="freshcache.E002",
         )
     ]
@@ -392,8 +395,8 @@ def test_e004_unknown_database_alias() -> None:
     ("url", "problem"),
     [
         ("redis://127.0.0.1:notaport/0", "Port could not be cast to integer value as 'notaport'"),
-        ("redis://127.0.0.1:6379/0?socket_timeout=fast", "could not convert string to float: "
-         "'fast'"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=fast", "socket_timeout must be a number of "
+         "seconds, not 'fast' (for example socket_timeout=0.5)"),
         ("memory://?max_entries=0", "memory store 'memory://?max_entries=0': max_entries and "
          "max_tags must be positive"),
         ("redis://:hunter2@127.0.0.1:notaport/0", "Port could not be cast to integer value as "

@@ -19,7 +19,15 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import freshcache
 from freshcache import cached, depends_on, invalidate
 from freshcache.testing import hook
+from tests.conftest import mark_store_kind
 from tests.testapp.models import Item
+
+
+@pytest.fixture(params=["memory", "database", "redis", "redis-cluster", "redis-cluster-near"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stores, and Redis Cluster (snapshots there are vectors of shard positions), also
+    with a near cache in front."""
+    return mark_store_kind(request)
 
 KEYS = ("a", "b", "c", "d")
 READS = (("a",), ("b",), ("a", "b"), ("b", "c", "d"), KEYS)

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from freshcache.http.fragments import render_fragment
 from freshcache.stores import Store
+from tests.conftest import mark_store_kind
 from tests.http_app.models import Article
 from tests.test_preloaded_instances import _render, _warm, _write_elsewhere, shout
+
+
+@pytest.fixture(params=["memory", "database", "redis", "redis-cluster"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stores, and Redis Cluster (snapshots there are vectors of shard positions)."""
+    return mark_store_kind(request)
 
 
 def test_an_instance_created_by_this_request_then_written_elsewhere_is_not_stored(

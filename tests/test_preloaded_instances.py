@@ -19,13 +19,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from django.db import connections
 
 from freshcache import cached, watermark
 from freshcache.core import fetch, store_key
 from freshcache.http.fragments import fragment_key, render_fragment
 from freshcache.stores import Hit, Store
+from tests.conftest import mark_store_kind
 from tests.http_app.models import Article
+
+
+@pytest.fixture(params=["memory", "database", "redis", "redis-cluster"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The stores, and Redis Cluster (snapshots there are vectors of shard positions)."""
+    return mark_store_kind(request)
 
 
 def _render(article: Article) -> str:

@@ -369,6 +369,28 @@ def test_a_tag_version_holding_garbage_is_a_lost_version(
 
 
 @pytest.mark.redis
+def test_a_tag_version_the_server_will_not_read_is_a_miss_not_an_outage(
+    on_redis: RedisServer, recorder: Recorder
+) -> None:
+    """An error inside the lookup's reads of tag versions (here an ACL user without ``MGET``;
+    on a cluster, a key of a slot that is moving away) makes that entry miss: the script never
+    fails, since a failed script is an outage (every lookup of the store a bypass, a warning)."""
+    on_redis.client().acl_setuser(
+        "nomget", enabled=True, nopass=True, keys=["*"], channels=["*"],
+        commands=["+@all", "-mget"],
+    )
+    url = on_redis.url.replace("redis://", "redis://nomget:@")
+    with override_settings(FRESHCACHE={"STORE": url, "RELAY": False, "HEADER": True}):
+        assert read("gb:a+b").stored is True
+        for _ in range(3):  # read() also asserts the store was not unavailable
+            out = read("gb:a+b")
+            assert (out.hit, out.stored) == (False, True)
+        write("a")
+        assert read("gb:a+b").hit is False
+    assert recorder.records == []
+
+
+@pytest.mark.redis
 @pytest.mark.parametrize(
     "garbage",
     [("string", v) for v in STRING_GARBAGE[:4]]

@@ -13,13 +13,14 @@ databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belo
 ``BENCH_FRESHCACHE``, a JSON object, overrides ``FRESHCACHE`` keys (the relay benchmarks point a
 process at a throwaway Redis, or turn its relay off; bench/scaled.py at Redis behind Sentinel).
 ``BENCH_PG_REPLICA`` (host:port) adds a read replica and a router that reads from it.
+``BENCH_BADGE=1`` keeps the example's cache badge (see below).
 """
 
 import json
 import os
 
 from mysite.settings import *  # noqa: F403
-from mysite.settings import DATABASES
+from mysite.settings import DATABASES, MIDDLEWARE
 
 VARIANT = os.environ.get("BENCH_VARIANT", "nocache")
 VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near")
@@ -89,9 +90,18 @@ if os.environ.get("BENCH_PG_REPLICA"):
     DATABASE_ROUTERS = ["bench.site.routers.ReadReplicaRouter"]
     FRESHCACHE.setdefault("READ_REPLICAS", {"replica": "default"})
 
+#: The example's cache badge (``blog.middleware.RenderStatsMiddleware``, fed by freshcache's
+#: ``OutcomeMiddleware``) renders a template into every page, listing a cached page's tags
+#: (29 on a front page): the demo's own per-request work, which grows with what the cache reports
+#: and which the constant pages of the floor do not do. A site does not show it to visitors; off
+#: in the benchmarks unless ``BENCH_BADGE=1`` (bench/throughput.py measures its cost apart).
+BADGE = ("blog.middleware.RenderStatsMiddleware", "freshcache.middleware.OutcomeMiddleware")
+if os.environ.get("BENCH_BADGE") != "1":
+    MIDDLEWARE = [m for m in MIDDLEWARE if m not in BADGE]
+
 if VARIANT == "fc-near" and FRESHCACHE["HEADER"]:
     # Tells a hit served from the near cache from one served by Redis (bench/freshness.py).
-    MIDDLEWARE = ["bench.site.near_probe.NearHitsMiddleware", *MIDDLEWARE]  # noqa: F405
+    MIDDLEWARE = ["bench.site.near_probe.NearHitsMiddleware", *MIDDLEWARE]
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]
 

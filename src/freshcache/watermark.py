@@ -100,7 +100,7 @@ def observe(store: Any, snapshot: Snapshot) -> None:
             history = _histories[store] = ([], [])
         gens, snapshots = history
         last = snapshots[-1] if snapshots else None
-        if last is not None and last.epoch == snapshot.epoch and last.seq >= snapshot.seq:
+        if last is not None and last.covers(snapshot):
             return
         _generation += 1
         gens.append(_generation)
@@ -188,9 +188,10 @@ def decoding(read_at: int) -> Iterator[None]:
         _decoding.reset(token)
 
 
-def oldest_enclosing(snapshot: Snapshot, store: Store) -> Snapshot:
+def oldest_enclosing(snapshot: Snapshot, store: Store) -> Snapshot | None:
     """The snapshot a value is stored against: the oldest of its own and those of the cached
-    computations enclosing it in the same store and epoch (``Scope.snapshot``).
+    computations enclosing it in the same store (``Scope.snapshot``); ``None`` when one of them
+    is of another epoch (the store was cleared or failed over meanwhile): not stored.
 
     A fragment or ``@cached`` value may be computed from data its enclosing computation read
     before the fragment's own snapshot: the post the view loaded, handed to
@@ -200,13 +201,11 @@ def oldest_enclosing(snapshot: Snapshot, store: Store) -> Snapshot:
     scope = current_scope()
     while scope is not None:
         outer = scope.snapshot
-        if (
-            outer is not None
-            and scope.store is store
-            and outer.epoch == snapshot.epoch
-            and outer.seq < snapshot.seq
-        ):
-            snapshot = outer
+        if outer is not None and scope.store is store:
+            older = outer.older(snapshot)
+            if older is None:  # another epoch: the store was cleared or failed over between
+                return None
+            snapshot = older
         scope = scope.parent
     return snapshot
 
@@ -220,10 +219,14 @@ def stored_against(scope: Scope, claimed: Snapshot, store: Store) -> Snapshot | 
     given the post its view loaded before a write returned.
     """
     snapshot = oldest_enclosing(claimed, store)
+    if snapshot is None:
+        counters.incr("stores_skipped_uncacheable")
+        return "the store started a new epoch during the enclosing computation"
     if scope.read_at is None:
         return snapshot
     loaded = bound(store, scope.read_at)
-    if loaded is None or loaded.epoch != snapshot.epoch:
+    older = None if loaded is None else loaded.older(snapshot)
+    if older is None:
         counters.incr("stores_skipped_uncacheable")
         return "given data loaded before this process last saw the store's sequence"
-    return loaded if loaded.seq < snapshot.seq else snapshot
+    return older

@@ -423,9 +423,9 @@ def test_a_root_that_cannot_be_written_is_reported_by_the_checks(tmp_path: Path)
     blocker.write_text("")
     with override_settings(FRESHCACHE=_settings(blocker / "root")):
         ids = [m.id for m in check_settings(databases=[])]
-        assert "freshcache.W008" in ids
+        assert "freshcache.W009" in ids
     with override_settings(FRESHCACHE=_settings(tmp_path / "new" / "root")):
-        assert "freshcache.W008" not in [m.id for m in check_settings(databases=[])]
+        assert "freshcache.W009" not in [m.id for m in check_settings(databases=[])]
 
 
 @pytest.mark.postgres

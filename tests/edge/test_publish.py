@@ -55,14 +55,20 @@ def _published(base: str, path: str, root: Path) -> Path:
 
 
 def _queue_empty() -> None:
+    """Wait until no purge is pending: none queued, and no log row left whose purges the relay
+    would queue when it applies it (it deletes the row and queues them in one transaction, so
+    one statement sees both or neither)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM freshcache_purge")
+            cursor.execute(
+                "SELECT (SELECT count(*) FROM freshcache_purge) "
+                "+ (SELECT count(*) FROM freshcache_log)"
+            )
             if cursor.fetchone()[0] == 0:
                 return
         time.sleep(0.05)
-    raise AssertionError("the purge queue did not empty")
+    raise AssertionError("the purge queue and the log did not empty")
 
 
 def _get(base: str, path: str) -> requests.Response:

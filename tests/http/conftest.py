@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.test import Client, override_settings
@@ -33,3 +34,16 @@ def client(page_store: None) -> Client:
 def state(response) -> str:  # type: ignore[no-untyped-def]
     """The first word of ``X-Freshcache``: hit, miss or bypass."""
     return response["X-Freshcache"].split(";")[0]
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[Any]:
+    """Replace ``owner.name`` (for the test) with a wrapper recording each call's arguments."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls

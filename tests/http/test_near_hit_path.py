@@ -7,7 +7,6 @@ Against the real Redis (the ``redis-near`` store of the contract suite).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from django.test import AsyncClient, Client, override_settings
@@ -20,7 +19,7 @@ from freshcache.stores import Hit
 from freshcache.stores.near import NearStore
 from tests.conftest import store_url
 from tests.helpers.near_trials import wait_ready
-from tests.http.conftest import state
+from tests.http.conftest import count_calls, state
 from tests.http_app.views import RENDERS
 
 pytestmark = pytest.mark.redis
@@ -38,18 +37,6 @@ def near(transactional_db: None) -> Iterator[NearStore]:
         store.clear()
 
 
-def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[Any]:
-    calls: list[Any] = []
-    real = getattr(owner, name)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counted)
-    return calls
-
-
 @pytest.mark.asyncio
 async def test_an_async_hit_from_memory_takes_no_thread(
     near: NearStore, monkeypatch: pytest.MonkeyPatch
@@ -57,9 +44,9 @@ async def test_an_async_hit_from_memory_takes_no_thread(
     client = AsyncClient()
     first = await client.get("/t/async/3/")
     assert state(first) == "miss"
-    hops = _count_calls(monkeypatch, core, "sync_to_async")
-    serve_hops = _count_calls(monkeypatch, serve, "sync_to_async")
-    remote = _count_calls(monkeypatch, near.inner, "lookup")
+    hops = count_calls(monkeypatch, core, "sync_to_async")
+    serve_hops = count_calls(monkeypatch, serve, "sync_to_async")
+    remote = count_calls(monkeypatch, near.inner, "lookup")
     again = await client.get("/t/async/3/")
     assert state(again) == "hit" and again.content == first.content
     assert (hops, serve_hops, remote) == ([], [], [])
@@ -75,7 +62,7 @@ def test_a_page_is_decoded_once_per_entry_in_memory(
 ) -> None:
     client = Client()
     first = client.get("/t/plain/")
-    opened = _count_calls(monkeypatch, payload, "_open")
+    opened = count_calls(monkeypatch, payload, "_open")
     for _ in range(3):
         again = client.get("/t/plain/")
         assert state(again) == "hit" and again.content == first.content
@@ -93,7 +80,7 @@ def test_an_entry_fetched_from_redis_is_verified_once(
     client = Client()
     first = client.get("/t/plain/")
     near.near.flush()  # the next hit comes from Redis and is kept in memory
-    opened = _count_calls(monkeypatch, payload, "_open")
+    opened = count_calls(monkeypatch, payload, "_open")
     for _ in range(3):
         assert client.get("/t/plain/").content == first.content
     # Once in memory it is not verified again (a heartbeat late under load may send one more

@@ -107,7 +107,16 @@ def test_a_write_costs_each_dependent_entry_one_miss(
             wait_for(lambda: relay.get_relay().drains > 0, "the relay's first drain")
             # The seed's rows too: under load the relay may still be applying them.
             wait_for(lambda: waiting(outside) == 0, "the relay to drain the seed's rows")
-            time.sleep(0.2)  # and to count them (after their deletion)
+            # And to count them (after their deletion): until the count holds for 0.3 s (a
+            # loaded machine counted the last seed row after a fixed 0.2 s wait).
+            counted, steady = relay.get_relay().rows_applied, 0
+            for _ in range(100):
+                time.sleep(0.1)
+                now = relay.get_relay().rows_applied
+                steady = steady + 1 if now == counted else 0
+                counted = now
+                if steady >= 3:
+                    break
         applied_before = relay.get_relay().rows_applied
         counters.reset()
         misses = 0

@@ -101,7 +101,8 @@ def _check_metrics(settings: Any) -> list[CheckMessage]:
 
 
 def _check_publish_root(settings: Any) -> list[CheckMessage]:
-    """freshcache.W008: ``EDGE["PUBLISH"]["ROOT"]`` cannot be created or written."""
+    """freshcache.W009: ``EDGE["PUBLISH"]["ROOT"]`` cannot be created or written (it shared
+    W008 with the read-replica warning until 0.2)."""
     import os
 
     publishing = settings.edge.publish
@@ -118,7 +119,7 @@ def _check_publish_root(settings: Any) -> list[CheckMessage]:
             f"({existing!r} is not a writable directory): no page is published.",
             hint="Create the directory and let the user the web processes run as write to it "
             "(nginx only reads it). See docs/edge.md.",
-            id="freshcache.W008",
+            id="freshcache.W009",
         )
     ]
 

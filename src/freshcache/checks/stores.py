@@ -50,7 +50,10 @@ def check_store(name: str, url: str, *, warn: bool) -> list[CheckMessage]:
         return [
             Error(
                 f"Store {name!r} has URL {shown!r} with unknown scheme {scheme!r}.",
-                hint="Use memory://, database://, redis://, rediss:// or redis+sentinel://.",
+                hint=(
+                    "Use memory://, database://, redis://, rediss://, redis+sentinel:// or "
+                    "redis+cluster://."
+                ),
                 id="freshcache.E002",
             )
         ]
@@ -140,11 +143,14 @@ def _construct(name: str, url: str) -> CheckMessage | None:
 def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     from ..stores import get_store
     from ..stores.redis import RedisStore
+    from ..stores.redis_shards import ShardedRedisStore
 
     store = get_store(name)
     while hasattr(store, "inner"):  # behind a near cache, timed for metrics
         store = store.inner
-    if not isinstance(store, RedisStore):
+    # A redis+cluster:// store is not a RedisStore but made of them: ping() asks every shard's
+    # master, memory_config() the cluster (docs/scaling.md, "Redis Cluster").
+    if not isinstance(store, (RedisStore, ShardedRedisStore)):
         return []
     if not store.ping():
         return [
@@ -155,7 +161,37 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
                 id="freshcache.W002",
             )
         ]
-    return _check_eviction(name, shown, store)
+    found = _check_eviction(name, shown, store)
+    if isinstance(store, ShardedRedisStore):
+        found += _check_node_timeout(name, shown, store.shards[0])
+    return found
+
+
+def _check_node_timeout(name: str, shown: str, shard: Any) -> list[CheckMessage]:
+    """freshcache.W010: a ``redis+cluster://`` store's ``node_timeout`` is not the cluster's
+    ``cluster-node-timeout`` (the quorum guard of ``lua/_cluster.lua`` needs it). Nothing when
+    ``CONFIG`` cannot be read."""
+    try:
+        found = shard._client.config_get("cluster-node-timeout")
+        actual = int(found["cluster-node-timeout"]) / 1000
+    except Exception:  # CONFIG renamed or refused (managed services): nothing to compare
+        return []
+    if abs(actual - shard.node_timeout) < 0.001:
+        return []
+    effect = (
+        "healthy masters refuse freshcache's scripts whenever a PONG is older than it"
+        if actual > shard.node_timeout
+        else "a master replaced after a shorter hang may answer before it learns it was"
+    )
+    return [
+        Warning(
+            f"Store {name!r} ({shown}) has node_timeout={shard.node_timeout:g} but the cluster's "
+            f"cluster-node-timeout is {actual:g} s: {effect}.",
+            hint=f"Add node_timeout={actual:g} to the store URL. See docs/scaling.md, "
+            '"Redis Cluster".',
+            id="freshcache.W010",
+        )
+    ]
 
 
 #: Why an eviction policy cannot bound what freshcache writes (freshcache.W006).

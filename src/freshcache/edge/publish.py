@@ -282,7 +282,7 @@ def _still_current(store: Store, key: str, body: bytes) -> bool:
     """Whether ``key``'s entry is still valid (checked like a hit) and holds ``body``: a newer
     render of the page may have replaced the entry the file was written from."""
     from ..core import _decode, store_key
-    from ..http.page import Page, PageCodec
+    from ..http.page import PAGE_CODEC, Page
     from ..log.relay import get_relay
     from ..stores import Hit
 
@@ -294,7 +294,7 @@ def _still_current(store: Store, key: str, body: bytes) -> bool:
         return False
     if not isinstance(found, Hit) or relay.hit_refused(failures):
         return False
-    ok, page = _decode(store, found, key, PageCodec())
+    ok, page = _decode(store, found, key, PAGE_CODEC)
     return ok and isinstance(page, Page) and page.body == body
 
 

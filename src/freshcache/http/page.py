@@ -124,6 +124,13 @@ class PageCodec:
         encoded = json.dumps(header, separators=(",", ":")).encode()
         return len(encoded).to_bytes(4, "big") + encoded + body
 
+    def memo_cost(self, value: Page | VaryMarker, payload: bytes) -> int:
+        """Bytes held by ``payload`` and the value decoded from it: the body once more, and
+        the JSON header about 12 times (its headers, slots and conditions become tuples and
+        strings; measured with ``tracemalloc`` on a page of 8,000 headers: 11.7x)."""
+        body = len(value.body) if isinstance(value, Page) else 0
+        return len(payload) + body + 12 * max(0, len(payload) - body)
+
     def loads(self, data: bytes) -> Page | VaryMarker:
         size = int.from_bytes(data[:4], "big")
         header = json.loads(data[4 : 4 + size])
@@ -146,6 +153,11 @@ class PageCodec:
             attributes=_dict(header["attributes"]),
             effects=_dict(header["effects"]),
         )
+
+
+#: The codec of every stored page: one object, since the decoded-value memo
+#: (``payload._Decoded``) reuses a value only for the codec that decoded it.
+PAGE_CODEC = PageCodec()
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -47,8 +47,8 @@ from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
 from .names import view_name
 from .page import (
+    PAGE_CODEC,
     Page,
-    PageCodec,
     VaryMarker,
     covering_tags,
     etag_for,
@@ -62,7 +62,7 @@ from .page import (
 __all__ = ["PageOptions", "aserve", "keys_for", "serve"]
 
 logger = logging.getLogger("freshcache.http")
-CODEC = PageCodec()
+CODEC = PAGE_CODEC
 _SAFE = ("GET", "HEAD")
 #: Methods a bypass reason names (RFC 9110 section 9, and PATCH from RFC 5789); others: "other".
 _METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})

@@ -56,7 +56,7 @@ from ..stores import Hit
 from . import carry
 from .guard import guarded
 from .names import view_name
-from .page import Page, PageCodec, page_from_response
+from .page import PAGE_CODEC, Page, page_from_response
 
 if TYPE_CHECKING:
     from .serve import _Plan
@@ -78,7 +78,7 @@ DIFF_WIDTH = 160
 TAGS_SHOWN = 20
 
 _MARK = "_freshcache_shadow_exempt"
-CODEC = PageCodec()
+CODEC = PAGE_CODEC
 V = TypeVar("V", bound=Callable[..., Any])
 
 

@@ -1,5 +1,6 @@
-"""Stores, chosen by URL: ``memory://``, ``database://``, ``redis://`` / ``rediss://``, and
-``redis+sentinel://`` / ``rediss+sentinel://`` (a Redis store behind Sentinel).
+"""Stores, chosen by URL: ``memory://``, ``database://``, ``redis://`` / ``rediss://``,
+``redis+sentinel://`` / ``rediss+sentinel://`` (a Redis store behind Sentinel), and
+``redis+cluster://`` / ``rediss+cluster://`` (a Redis store on Redis Cluster).
 
 Stores are created lazily on first use from ``FRESHCACHE`` and dropped when the setting
 changes; nothing is opened at import time.
@@ -47,8 +48,16 @@ __all__ = [
 
 logger = logging.getLogger("freshcache")
 
-#: The schemes of the Redis store: one server, or the master a set of sentinels names.
-REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+#: The schemes of the Redis store: one server, the master a set of sentinels names, or a
+#: Redis Cluster.
+REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 SCHEMES = ("memory", "database", *REDIS_SCHEMES)
 
 #: Options of the Redis client that a ``redis://`` URL may pass through to it. The others are
@@ -91,7 +100,8 @@ def known_options(scheme: str) -> tuple[str, ...]:
     if scheme == "database":
         return ("alias",)
     if scheme in REDIS_SCHEMES:
-        from .redis import _OPTION_NAMES
+        from .redis_cluster import SCHEMES as CLUSTER_SCHEMES
+        from .redis_options import _OPTION_NAMES
         from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
         from .redis_sentinel import SENTINEL_OPTIONS
 
@@ -99,9 +109,14 @@ def known_options(scheme: str) -> tuple[str, ...]:
         if scheme in SENTINEL_SCHEMES:  # the database number is in the path: /SERVICE/DB
             client = tuple(o for o in REDIS_CLIENT_OPTIONS if o != "db") + tls
             accepted = _accepted_by_driver(scheme, client)
-            return tuple(sorted({*_OPTION_NAMES, *SENTINEL_OPTIONS, *accepted}))
+            ours = _OPTION_NAMES - {"node_timeout"}  # Redis Cluster's
+            return tuple(sorted({*ours, *SENTINEL_OPTIONS, *accepted}))
+        if scheme in CLUSTER_SCHEMES:  # database 0 only
+            client = tuple(o for o in REDIS_CLIENT_OPTIONS if o != "db") + tls
+            return tuple(sorted({*_OPTION_NAMES, *_accepted_by_driver(scheme, client)}))
         client = REDIS_CLIENT_OPTIONS + tls
-        return tuple(sorted({*_OPTION_NAMES, *_accepted_by_driver(scheme, client)}))
+        ours = _OPTION_NAMES - {"node_timeout"}  # Redis Cluster's
+        return tuple(sorted({*ours, *_accepted_by_driver(scheme, client)}))
     return ()
 
 
@@ -200,8 +215,11 @@ def from_url(name: str, url: str) -> Store:
             )
         return DatabaseStore(name, url)
     from .redis import RedisStore
+    from .redis_cluster import SCHEMES as CLUSTER_SCHEMES
+    from .redis_shards import ShardedRedisStore
 
-    return RedisStore(
+    store_class = ShardedRedisStore if scheme in CLUSTER_SCHEMES else RedisStore
+    return store_class(
         name,
         url,
         prefix=settings.key_prefix,
@@ -215,7 +233,9 @@ def from_url(name: str, url: str) -> Store:
 def near_cache_refusal(scheme: str, unknown: list[str]) -> str | None:
     """Why a ``memory://`` or ``database://`` URL asking for a near cache is refused (``None``
     when it does not ask)."""
-    if scheme not in ("memory", "database") or not {"near_cache", "near_heartbeat"} & set(unknown):
+    if not {"near_cache", "near_heartbeat"} & set(unknown):
+        return None
+    if scheme not in ("memory", "database"):
         return None
     why = (
         "lives in the process already."

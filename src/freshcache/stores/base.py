@@ -75,10 +75,60 @@ class StoreFull(StoreUnavailable):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The sequence position read before a computation starts reading data."""
+    """The sequence position read before a computation starts reading data.
+
+    Of two snapshots of one store, the older one is the safer to store a value against: a
+    value computed from data read after either is no older than the older snapshot. Two
+    snapshots of different epochs cannot be compared (:meth:`older` returns ``None``).
+    """
 
     epoch: str
     seq: int
+
+    def older(self, other: Snapshot) -> Snapshot | None:
+        """The older of ``self`` and ``other`` (positions of one store), or ``None`` when they
+        cannot be compared (another epoch: a value bounded by both is not stored)."""
+        if type(other) is not Snapshot or other.epoch != self.epoch:
+            return None
+        return self if self.seq <= other.seq else other
+
+    def covers(self, other: Snapshot) -> bool:
+        """True if ``self`` is as new as ``other`` or newer (so ``other`` adds nothing)."""
+        return type(other) is Snapshot and other.epoch == self.epoch and self.seq >= other.seq
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSnapshot(Snapshot):
+    """A snapshot of a store made of shards (``redis_shards.py``): one position per shard,
+    ``None`` where this process knows none it can use. Each position was read before the
+    computation started reading data. ``epoch`` and ``seq`` are not positions here (``"*"``, 0).
+    """
+
+    positions: tuple[Snapshot | None, ...] = ()
+
+    def older(self, other: Snapshot) -> Snapshot | None:
+        """Shard by shard, the older position; ``None`` for a shard where either has none or
+        the two cannot be compared (a value stored on that shard is then not stored)."""
+        if not isinstance(other, VectorSnapshot) or len(other.positions) != len(self.positions):
+            return None
+        return VectorSnapshot(
+            "*",
+            0,
+            tuple(
+                None if a is None or b is None else a.older(b)
+                for a, b in zip(self.positions, other.positions, strict=True)
+            ),
+        )
+
+    def covers(self, other: Snapshot) -> bool:
+        return (
+            isinstance(other, VectorSnapshot)
+            and len(other.positions) == len(self.positions)
+            and all(
+                b is None or (a is not None and a.covers(b))
+                for a, b in zip(self.positions, other.positions, strict=True)
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)

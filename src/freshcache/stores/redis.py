@@ -43,16 +43,19 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ..conf import MAX_LEASE_SECONDS
 from .base import Hit, Snapshot, Store, Stored, StoreUnavailable
 from .journal import Journal
 from .near import MIN_NEAR_CACHE, parse_size
+from .redis_cluster import SCHEMES as CLUSTER_SCHEMES
+from .redis_cluster import cluster_client
 from .redis_lua import CORRUPT, fence, script
 from .redis_memory import MemoryConfig, memory_config
+from .redis_options import CLUSTER_HOLD_MS, read_options
 from .redis_outage import Outage
 from .redis_sentinel import SCHEMES as SENTINEL_SCHEMES
 from .redis_sentinel import MasterWatch, own_client, sentinel_setup
@@ -63,21 +66,15 @@ logger = logging.getLogger("freshcache.stores.redis")
 
 T = TypeVar("T")
 
+
 #: How long the mark of an applied invalidation-log row is kept (milliseconds).
 MARK_TTL_MS = 600_000
 
-_OPTION_NAMES = {
-    "prefix",
-    "socket_timeout",
-    "connect_timeout",
-    "breaker_seconds",
-    "near_cache",
-    "near_heartbeat",
-}
 class RedisStore(Store):
     """``redis://[:password@]host:port/db?prefix=fc&socket_timeout=0.25`` (or ``rediss://``),
     or ``redis+sentinel://host:26379,host:26380/SERVICE/db?…`` behind Redis Sentinel
-    (``redis_sentinel.py``)."""
+    (``redis_sentinel.py``), or ``redis+cluster://host:7000,host:7001?…`` on Redis Cluster
+    (``redis_cluster.py``)."""
 
     def __init__(
         self,
@@ -89,9 +86,13 @@ class RedisStore(Store):
         connect_timeout: float = 0.25,
         breaker_seconds: float = 2.0,
         timeout: float | None = None,
+        client: Any = None,
+        shard: str | None = None,
     ) -> None:
         """``timeout``: seconds a bumped tag version is kept (``None``: for ever); entries
-        stored with it lengthen its life to theirs."""
+        stored with it lengthen its life to theirs. ``shard``: this store is one shard of a
+        ``redis+cluster://`` store (``redis_shards.py``), whose keys have this prefix instead of
+        the URL's; ``client``: the cluster client to share, else one is made from ``url``."""
         super().__init__(name, url)
         try:
             import redis
@@ -100,42 +101,35 @@ class RedisStore(Store):
                 "The redis store needs the redis package: pip install 'django-freshcache[redis]'"
             ) from exc
         parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        options = {k: v[-1] for k, v in query.items() if k in _OPTION_NAMES}
-        # Quoted again: a value holding "&", "=" or "+" (a password) stays one value.
-        rest = urlencode([(k, v[-1]) for k, v in query.items() if k not in _OPTION_NAMES])
-        prefix = options.get("prefix", prefix)
-        self.socket_timeout = float(options.get("socket_timeout", socket_timeout))
-        self.connect_timeout = float(options.get("connect_timeout", connect_timeout))
-        self.breaker_seconds = float(options.get("breaker_seconds", breaker_seconds))
+        options = read_options(
+            parts,
+            socket_timeout=socket_timeout,
+            connect_timeout=connect_timeout,
+            breaker_seconds=breaker_seconds,
+        )
+        rest = options.rest
+        prefix = shard or options.prefix or prefix
+        self.socket_timeout = options.socket_timeout
+        self.connect_timeout = options.connect_timeout
+        self.breaker_seconds = options.breaker_seconds
         # Redis runs commands in the order they arrive (and unblocks clients paused by CLIENT
         # PAUSE in the order they were paused); redis-py drops a command only when its socket
         # times out, which takes at least this long.
         self.apply_grace = self.socket_timeout
         #: Bytes of near cache (``stores/near.py``) in front of this store; 0: none.
-        self.near_cache = parse_size(options.get("near_cache", "0"))
-        if 0 < self.near_cache < MIN_NEAR_CACHE:
-            raise ValueError(
-                f"near_cache must be 0 (none) or at least 64kb, not {self.near_cache} bytes: each "
-                "entry counts 2 KB of overhead plus twice its payload"
-            )
-        #: Seconds between heartbeats on the invalidation channel (default: a fifth of the
-        #: socket timeout, at most 0.05, so the channel is known unhealthy before a bump that
-        #: cannot reach Redis gives up and its writer returns).
-        self.near_heartbeat = float(
-            options.get("near_heartbeat", max(0.001, min(0.05, self.socket_timeout / 5)))
+        self.near_cache = options.near_cache
+        #: Seconds between heartbeats on the invalidation channel (``redis_options.py``).
+        self.near_heartbeat = options.near_heartbeat
+        #: Redis Cluster: the cluster's ``cluster-node-timeout`` the quorum guard assumes (s).
+        self.node_timeout = options.node_timeout
+        # RedisClusterException is not a RedisError: redis-py's cluster client raises it when
+        # no node answers its request for the slot map (every node down, unreachable or paused),
+        # also in the middle of a command. It is an outage like any other.
+        self._redis_errors: tuple[type[BaseException], ...] = (
+            redis.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
         )
-        for option, seconds, least in (
-            ("socket_timeout", self.socket_timeout, 1e-6),
-            ("connect_timeout", self.connect_timeout, 1e-6),
-            ("breaker_seconds", self.breaker_seconds, 0.0),  # 0: no breaker
-        ):
-            if not least <= seconds <= 3600:  # also NaN and infinity
-                span = "from 0 to 3600" if least == 0 else "above 0 and at most 3600"
-                raise ValueError(f"{option} must be a number of seconds {span}")
-        if self.near_cache and not 0.001 <= self.near_heartbeat <= 3600:
-            raise ValueError("near_heartbeat must be a number of seconds from 0.001 to 3600")
-        self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._tag_ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         base = self._base = "{" + prefix + "}"
         self._server_key = f"{base}:server"
@@ -151,8 +145,16 @@ class RedisStore(Store):
         #: Behind Sentinel: keeps this process on the master the sentinels name (else None).
         self._watch: MasterWatch | None = None
         self._hold_ms = 0
-        if parts.scheme in SENTINEL_SCHEMES:
+        #: On Redis Cluster: the fence runs in every script (``redis_cluster.py``).
+        self.cluster = parts.scheme in CLUSTER_SCHEMES
+        #: The last position this process read (a miss, ``begin``, a bump), or None.
+        self.last: Snapshot | None = None
+        if client is not None:
+            self._client = client
+        elif parts.scheme in SENTINEL_SCHEMES:
             self._client, self._watch, self._hold_ms = sentinel_setup(parts, rest, connection)
+        elif self.cluster:
+            self._client = cluster_client(parts, rest, **connection)
         else:
             self._client = redis.Redis.from_url(
                 urlunsplit(parts._replace(query=rest)), **connection
@@ -163,13 +165,15 @@ class RedisStore(Store):
         self._tag_prefix = f"{base}:t:"
         # Pub/sub ignores database numbers: the channel names the database, so two sites that
         # share a server and a prefix in different databases do not hear each other's bumps.
-        db = self._client.connection_pool.connection_kwargs.get("db", 0)
+        db = 0 if self.cluster else self._client.connection_pool.connection_kwargs.get("db", 0)
         self._channel = f"{base}:c:{db}"
         self._entry_prefix = f"{base}:e:"
         self._mark_prefix = f"{base}:m:"
         self._lease_prefix = f"{base}:l:"
         self._scripts = {
-            name: self._client.register_script(script(name))
+            name: self._client.register_script(
+                script(name, cluster=self.cluster, node_timeout_ms=int(self.node_timeout * 1000))
+            )
             for name in ("lookup", "set", "bump", "apply", "begin", "rotate", "acquire", "release")
         }
         self._outage = Outage(self)
@@ -195,9 +199,15 @@ class RedisStore(Store):
             raise StoreUnavailable(f"{self!r}: the sentinels did not answer for a while")
         return self._outage.call(fn, breaker=breaker)
 
-    def _hold(self) -> None:
-        """Behind Sentinel, after a bump: wait while the new master's hold lasts (``lua/
-        fence.lua``), so that every process left the old master before the write returns."""
+    def _hold(self, left_ms: Any = None) -> None:
+        """After a bump: wait while the new master's hold lasts, so that every process left
+        the old master before the write returns. Behind Sentinel the hold is read here
+        (``lua/fence.lua`` set it); on a cluster ``left_ms`` is the bump's reply
+        (``lua/_cluster.lua``, at most :data:`CLUSTER_HOLD_MS`)."""
+        if self.cluster:
+            if isinstance(left_ms, int) and left_ms > 0:
+                time.sleep(min(left_ms, CLUSTER_HOLD_MS) / 1000)
+            return
         if self._hold_ms:
             ttl = self._call(lambda: self._client.pttl(self._hold_key), breaker=False)
             if isinstance(ttl, int) and ttl > 0:
@@ -211,7 +221,26 @@ class RedisStore(Store):
     # -- the contract ------------------------------------------------------------------------
 
     def _position_keys(self) -> list[str]:
-        return [self._epoch_key, self._seq_key, self._copy_key]
+        """The position's keys; on a cluster also the fence's server key and the quorum guard's
+        alive key (``_declared``, ``lua/_cluster.lua``)."""
+        keys = [self._epoch_key, self._seq_key, self._copy_key]
+        return [*keys, self._server_key, self._base + ":alive"] if self.cluster else keys
+
+    def _declared(self, tags: Iterable[str], marks: Iterable[int] = ()) -> list[str]:
+        """On a cluster, the tag version and mark keys a script writes, declared after the
+        keys it uses by index (the scripts never read these extra ``KEYS``): during a
+        resharding, Redis then runs the script where all of its keys are, or answers
+        ``TRYAGAIN`` while they are split or some do not exist yet (a bypass, or a bump kept
+        for the replay), rather than letting it create, on the importing node, keys the
+        migrating node still holds (``BUSYKEY`` would stop the move). The hold key is not
+        declared: it rarely exists, and a missing declared key is a ``TRYAGAIN`` for every
+        script of the shard while its slot moves. Nothing on a single Redis."""
+        if not self.cluster:
+            return []
+        return [
+            *dict.fromkeys(self._tag_prefix + tag for tag in tags),
+            *dict.fromkeys(self._mark_prefix + str(mark) for mark in marks),
+        ]
 
     def _rotate(self) -> None:
         self._scripts["rotate"](keys=self._position_keys(), args=[secrets.token_hex(8)])
@@ -245,7 +274,8 @@ class RedisStore(Store):
         try:
             if not isinstance(epoch, bytes):
                 raise TypeError(f"epoch {epoch!r} is not a string")
-            return Snapshot(epoch.decode(), int(seq))
+            snapshot = self.last = Snapshot(epoch.decode(), int(seq))
+            return snapshot
         except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             raise self._bad_reply(what, reply, exc) from exc
 
@@ -258,7 +288,11 @@ class RedisStore(Store):
         )
         try:
             if reply[0] == 1:
-                return Hit(bytes(reply[1]), frozenset(t.decode() for t in reply[2:]))
+                start = reply[2]
+                if not isinstance(start, int) or not 1 <= start <= len(reply[1]) + 1:
+                    raise ValueError("payload start outside the entry")
+                payload = bytes(reply[1][start - 1 :])
+                return Hit(payload, frozenset(t.decode() for t in reply[3:]))
             _, epoch, seq, status = reply
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
             raise self._bad_reply("lookup", reply, exc) from exc
@@ -285,7 +319,7 @@ class RedisStore(Store):
         ttl_ms = 0 if timeout is None else max(1, int(timeout * 1000))
         reply: Any = self._call(
             lambda: self._scripts["set"](
-                keys=[self._entry_prefix + key, *self._position_keys()],
+                keys=[self._entry_prefix + key, *self._position_keys(), *self._declared(tags)],
                 args=[
                     self._tag_prefix,
                     snapshot.epoch,
@@ -305,9 +339,9 @@ class RedisStore(Store):
         self._status(status)
         return stored == 1
 
-    def _run_bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+    def _run_bump(self, tags: Collection[str], marks: Collection[int] = ()) -> Any:
         reply: Any = self._scripts["bump"](
-            keys=self._position_keys(),
+            keys=[*self._position_keys(), *self._declared(tags, marks)],
             args=[
                 self._tag_prefix,
                 secrets.token_hex(8),
@@ -321,9 +355,14 @@ class RedisStore(Store):
             ],
         )
         # The bump is made whatever the reply says; its status is only worth a warning.
-        if isinstance(reply, list) and len(reply) == 3:
+        if isinstance(reply, list) and len(reply) == 4:
             self._status(reply[1])
             self._fence(reply[2])
+            epoch, _, seq = reply[0].partition(b":") if isinstance(reply[0], bytes) else (b"",) * 3
+            if seq.endswith(b".") and seq[:-1].isdigit():  # a version, "<epoch>:<seq>."
+                self.last = Snapshot(epoch.decode(), int(seq[:-1]))
+            return reply[3]
+        return None
 
     def _fence(self, receivers: Any) -> None:
         """After a bump that near caches were sent: one more round trip before returning.
@@ -335,22 +374,34 @@ class RedisStore(Store):
         near cache"). Without subscribers, nothing is done.
         """
         if isinstance(receivers, int) and receivers > 0:
-            self._client.ping()
+            self.probe()  # on a cluster, the master that ran the script (its slot's)
 
-    def bump(self, tags: Collection[str], marks: Collection[int] = ()) -> None:
+    def bump(
+        self, tags: Collection[str], marks: Collection[int] = (), *, held: list[int] | None = None
+    ) -> None:
+        """The contract's bump. ``held``: on a cluster, the hold (ms) is appended to it rather
+        than waited for (``ShardedRedisStore`` waits once for all its shards)."""
         if not tags and not marks:
             return
         try:
-            self._call(lambda: self._run_bump(tags, marks), breaker=False)
-            self._hold()
+            left = self._call(lambda: self._run_bump(tags, marks), breaker=False)
+            if held is None:
+                self._hold(left)
+            elif isinstance(left, int):
+                held.append(left)
         except StoreUnavailable:
             if not marks:  # nothing else holds this invalidation: keep it for the replay
                 self._outage.remember_failed(tags)
             raise
 
     def apply(
-        self, batch: Sequence[tuple[int, Collection[str]]], bumped: list[int] | None = None
+        self,
+        batch: Sequence[tuple[int, Collection[str]]],
+        bumped: list[int] | None = None,
+        *,
+        held: list[int] | None = None,
     ) -> int:
+        """The contract's apply; ``held`` as for :meth:`bump`."""
         if not batch:
             return 0
         args: list[Any] = [
@@ -363,14 +414,17 @@ class RedisStore(Store):
         ]
         for mark, tags in batch:
             args += [mark, len(tags), *tags]
+        every_tag = [tag for _, tags in batch for tag in tags]
+        keys = [*self._position_keys(), *self._declared(every_tag, [m for m, _ in batch])]
         reply: Any = self._call(
-            lambda: self._scripts["apply"](keys=self._position_keys(), args=args),
+            lambda: self._scripts["apply"](keys=keys, args=args),
             breaker=False,
         )
         try:
             applied, status, receivers, *marks = reply
             count = int(applied)
             done = [int(m) for m in marks[0]] if marks else []
+            hold = marks[1] if len(marks) > 1 else None
         except (TypeError, ValueError) as exc:
             # Whether the rows were bumped is unknown: they stay in the log and are applied
             # again (an extra bump costs a miss; a skipped one would be stale).
@@ -379,7 +433,10 @@ class RedisStore(Store):
         # Through the breaker's error handling, as the bump itself: a StoreUnavailable, never
         # a raw driver error, if Redis stops answering between the reply and the fence.
         self._call(lambda: self._fence(receivers), breaker=False)
-        self._hold()
+        if held is None:
+            self._hold(hold)
+        elif isinstance(hold, int):
+            held.append(hold)
         if bumped is not None:
             bumped.extend(done)
         return count
@@ -410,9 +467,12 @@ class RedisStore(Store):
         def run() -> None:
             self._rotate()
             base = self._epoch_key[: -len(":epoch")]
+            # On a cluster, only the master serving this shard's slot (redis-py scans every
+            # master otherwise: one that is down would fail every shard's clear).
+            where = {"target_nodes": self._client.get_node_from_key(base)} if self.cluster else {}
             for pattern in (f"{base}:e:*", f"{base}:t:*", f"{base}:l:*"):
                 batch = []
-                for k in self._client.scan_iter(match=pattern, count=1000):
+                for k in self._client.scan_iter(match=pattern, count=1000, **where):
                     batch.append(k)
                     if len(batch) >= 1000:
                         self._client.delete(*batch)
@@ -422,7 +482,8 @@ class RedisStore(Store):
             # Every process's near cache empties too (a deploy's clear must reach them all).
             from .redis_channel import FLUSH_MESSAGE
 
-            self._fence(self._client.publish(self._channel, FLUSH_MESSAGE))
+            publish = self._client.spublish if self.cluster else self._client.publish
+            self._fence(publish(self._channel, FLUSH_MESSAGE))
 
         self._call(run)
 
@@ -431,10 +492,18 @@ class RedisStore(Store):
 
         return inspect(self, key)
 
+    def probe(self) -> Any:
+        """One round trip to the server holding this store's keys (raises the driver's error):
+        ``PING``, or on a cluster a read of a key of the store's slot (redis-py sends it to
+        the master serving that slot, following the slot map as it changes)."""
+        if self.cluster:
+            return self._client.exists(self._epoch_key) >= 0
+        return self._client.ping()
+
     def ping(self) -> bool:
         """Return True if Redis answers now (used by the system check)."""
         try:
-            return bool(self._client.ping())
+            return bool(self.probe())
         except self._redis_errors:
             return False
 

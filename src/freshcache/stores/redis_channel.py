@@ -17,11 +17,22 @@ another epoch) empties the near cache and makes it unused until the channel is h
 
 A drain costs one ``poll()`` when nothing arrived since the last one: after a drain that read
 until nothing was left, only the socket can hold something new.
+
+On Redis Cluster (``sharded_near_store``) each shard has a channel of its own, in its slot:
+the scripts send with ``SPUBLISH``, which the master running them delivers to its own
+subscribers before the reply, as ``PUBLISH`` is on one server (classic pub/sub on a cluster is
+relayed to the other nodes after the reply). Each shard's channel is subscribed with
+``SSUBSCRIBE`` on a connection to the master serving its slot, and is healthy on the same
+terms. A master that gives the slot up (a failover that demoted it) says ``sunsubscribe``; one
+that died closes the connection or stops echoing: each costs the subscription, and the next is
+made on the master the slot map names then. A bump on a master that took a shard over waits
+until every near cache still listening to the old one has stopped (``lua/_cluster.lua``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -34,14 +45,18 @@ from typing import TYPE_CHECKING, Any
 from .near import NearCache
 
 if TYPE_CHECKING:
+    from .base import Store
     from .near import NearStore
     from .redis import RedisStore
     from .redis_sentinel import MasterWatch
 
+#: Seconds between two warnings about unexpected messages on one channel.
+MALFORMED_WARN_EVERY = 60.0
+
 #: Published by ``RedisStore.clear()``: every near cache empties itself.
 FLUSH_MESSAGE = b"flush"
 
-__all__ = ["RedisChannel", "near_store"]
+__all__ = ["AllChannels", "RedisChannel", "near_store", "sharded_near_store"]
 
 logger = logging.getLogger("freshcache")
 
@@ -58,9 +73,18 @@ class RedisChannel:
         near: NearCache,
         heartbeat: float,
         gate: Callable[[], bool] | None = None,
+        *,
+        sharded: Callable[[bool], Any] | None = None,
     ) -> None:
-        """``gate``: also required for health (behind Sentinel: the master is known)."""
+        """``gate``: also required for health (behind Sentinel: the master is known).
+        ``sharded``: on Redis Cluster, makes a client connected to the master serving the
+        channel's slot (its argument: read the slot map again first); the channel is then
+        subscribed there with ``SSUBSCRIBE``, and heartbeats sent with ``SPUBLISH``."""
         self._client = client
+        self._sharded = sharded
+        self._subscriber: Any = None
+        self._subscribed_at = float("-inf")
+        self._failed = False
         self._gate = gate
         self._channel = channel
         self._near = near
@@ -74,6 +98,9 @@ class RedisChannel:
         self._drained: Any = None
         self._poller: Any = None
         self._last_echo = float("-inf")
+        #: When a drain last succeeded (a request's or the thread's): the thread drains only
+        #: when no request did for a heartbeat.
+        self._drained_at = float("-inf")
         self._epoch: str | None = None
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,6 +109,7 @@ class RedisChannel:
         #: Counted for the tests and benchmarks (no command shows them yet).
         self.reconnects = 0
         self.malformed = 0
+        self._warned_at = float("-inf")
 
     # -- the request side ------------------------------------------------------------------------
 
@@ -111,6 +139,7 @@ class RedisChannel:
         sock = getattr(connection, "_sock", None)
         try:
             if sock is not None and sock is self._drained and not self._poller.poll(0):
+                self._drained_at = time.monotonic()
                 return True  # emptied by the last drain, and nothing arrived since
             while True:
                 message = self._pubsub.get_message(timeout=0)
@@ -128,18 +157,22 @@ class RedisChannel:
             logger.info("freshcache near cache: invalidation channel lost (%s)", exc)
             self._unsubscribe()
             return False
+        self._drained_at = time.monotonic()
         return True
 
     def _take(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "subscribe":
+        if kind == "sunsubscribe":
+            # A cluster node that no longer serves the slot (demoted by a failover).
+            raise ConnectionError("the node gave the channel's slot up")
+        if kind in ("subscribe", "ssubscribe"):
             # Confirmations are read by _subscribe: one here means redis-py reconnected and
             # subscribed again by itself. What was published meanwhile is lost.
             self.reconnects += 1
             self._near.flush()
             return
         data = message.get("data")
-        if kind != "message" or not isinstance(data, bytes):
+        if kind not in ("message", "smessage") or not isinstance(data, bytes):
             self._malformed(message)
             return
         if message.get("channel") == self._heartbeat_channel.encode():
@@ -166,31 +199,54 @@ class RedisChannel:
         self._near.invalidate(tags)
 
     def _malformed(self, message: Any) -> None:
+        """Empty the near cache; warn for the first unexpected message, then at most once a
+        minute with the count since (another application publishing on the channel would
+        otherwise write one line per message)."""
         self.malformed += 1
-        logger.warning(
-            "freshcache near cache: unexpected message on %s (%.100r); emptied", self._channel,
-            message,
-        )
         self._near.flush()
+        now = time.monotonic()
+        if now - self._warned_at < MALFORMED_WARN_EVERY:
+            return
+        self._warned_at = now
+        logger.warning(
+            "freshcache near cache: unexpected message on %s (%.100r; %d so far); emptied",
+            self._channel,
+            message,
+            self.malformed,
+        )
 
     def _subscribe(self) -> bool:
         try:
-            pubsub = self._client.pubsub()
-            pubsub.subscribe(self._channel, self._heartbeat_channel)
+            if self._sharded is not None:
+                self._subscriber = self._sharded(self._failed)
+                self._serves_slot()  # before subscribing: a replica would echo too
+                pubsub = self._subscriber.pubsub()
+                pubsub.ssubscribe(self._channel, self._heartbeat_channel)
+            else:
+                pubsub = self._client.pubsub()
+                pubsub.subscribe(self._channel, self._heartbeat_channel)
             # The confirmations: from here on, every bump is delivered to this connection.
             # A message between them needs no taking in: the near cache is emptied below.
             confirmed = 0
             deadline = time.monotonic() + 1.0
             while confirmed < 2 and time.monotonic() < deadline:
                 message = pubsub.get_message(timeout=0.1)
-                if message is not None and message.get("type") == "subscribe":
+                if message is not None and message.get("type") in ("subscribe", "ssubscribe"):
                     confirmed += 1
             if confirmed < 2:
                 pubsub.close()
+                self._failed = True
                 return False
-        except Exception as exc:
+        except Exception as exc:  # on a cluster: a node that does not serve the slot (MOVED)
             logger.info("freshcache near cache: cannot subscribe to %s (%s)", self._channel, exc)
+            if self._subscriber is not None:
+                with contextlib.suppress(Exception):
+                    self._subscriber.close()
+                self._subscriber = None
+            self._failed = True
             return False
+        self._failed = False
+        self._subscribed_at = time.monotonic()
         self._near.flush()  # what was kept before the subscription may have missed messages
         self._pubsub = pubsub
         self._drained = None
@@ -199,6 +255,7 @@ class RedisChannel:
         return True
 
     def _unsubscribe(self) -> None:
+        self._failed = self._sharded is not None  # on a cluster: read the slot map again
         self._near.flush()
         self._last_echo = float("-inf")
         self._drained = None
@@ -206,6 +263,10 @@ class RedisChannel:
             with contextlib.suppress(Exception):
                 self._pubsub.close()
             self._pubsub = None
+        if self._subscriber is not None:
+            with contextlib.suppress(Exception):
+                self._subscriber.close()
+            self._subscriber = None
 
     # -- the daemon thread -----------------------------------------------------------------------
 
@@ -233,20 +294,66 @@ class RedisChannel:
 
     def _run(self) -> None:
         while not self._closed.is_set():
-            with self._lock:
-                try:
-                    if self._pubsub is None:
-                        self._subscribe()
-                    else:
-                        self._drain()
-                except Exception:  # a bug must cost the near cache, never the thread
-                    logger.exception("freshcache near cache: channel %s failed", self._channel)
-                    self._unsubscribe()
+            # Under load, requests drain before each hit: the lock taken here would only turn
+            # them away (``ready()`` does not wait for it), each sent to Redis while this thread
+            # holds it, up to a GIL switch interval (5 ms) when it is preempted there.
+            if self._pubsub is None or time.monotonic() - self._drained_at >= self.heartbeat:
+                self._locked_turn()
             # Through the store's own client: the echo proves the channel delivers. No echo
             # (Redis down or stopped): unhealthy after three heartbeats, as it should be.
             with contextlib.suppress(Exception):
-                self._client.publish(self._heartbeat_channel, self._token.encode())
+                if self._sharded is not None:
+                    self._check_node()
+                    self._client.spublish(self._heartbeat_channel, self._token.encode())
+                    self._resubscribe_if_silent()
+                else:
+                    self._client.publish(self._heartbeat_channel, self._token.encode())
             self._closed.wait(self.heartbeat)
+
+    def _locked_turn(self) -> None:
+        with self._lock:
+            try:
+                if self._pubsub is None:
+                    self._subscribe()
+                else:
+                    self._drain()
+            except Exception:  # a bug must cost the near cache, never the thread
+                logger.exception("freshcache near cache: channel %s failed", self._channel)
+                self._unsubscribe()
+
+    def _serves_slot(self) -> None:
+        """On a cluster: raise unless the node the subscription is on serves the channel's
+        slot as its master now. A key read there answers ``MOVED`` on any other node, a replica
+        included (Redis 7 lets a replica take ``SSUBSCRIBE`` and relays its master's
+        ``SPUBLISH`` to it through the cluster bus, after the writer has its reply, so neither
+        the subscription nor the heartbeat's echo tells a demoted master from the master)."""
+        self._subscriber.exists(self._channel)
+
+    def _check_node(self) -> None:
+        """Each heartbeat, on a cluster: a subscription on a node that no longer serves the
+        slot (a failover demoted it) is dropped, and the next is made after reading the slot
+        map again. A bump on the master that took over waits out its hold (1 s, more than a
+        heartbeat: ``lua/_cluster.lua``), so this runs before any bump there returns."""
+        if self._pubsub is None or self._subscriber is None:
+            return
+        try:
+            self._serves_slot()
+        except Exception as exc:
+            logger.info(
+                "freshcache near cache: %s moved (%s); subscribing again", self._channel, exc
+            )
+            with self._lock:
+                self._failed = True
+                self._unsubscribe()
+
+    def _resubscribe_if_silent(self) -> None:
+        """On a cluster: no echo for four heartbeats means the heartbeats go to another master
+        than the subscription's (its slot moved): subscribe again where the slot map says."""
+        silent = time.monotonic() - max(self._last_echo, self._subscribed_at)
+        if self._pubsub is not None and silent > 4 * self.heartbeat:
+            with self._lock:
+                self._failed = True
+                self._unsubscribe()
 
 
 def near_store(store: RedisStore, own: Any, watch: MasterWatch | None) -> NearStore:
@@ -256,14 +363,54 @@ def near_store(store: RedisStore, own: Any, watch: MasterWatch | None) -> NearSt
     and must vouch for the master before the near cache is used."""
     from .near import NearStore
 
-    if 3 * store.near_heartbeat >= store.socket_timeout:
-        raise ValueError(
-            "near_heartbeat must be less than a third of socket_timeout: the channel must "
-            "be known unhealthy before a bump that cannot reach Redis gives up"
-        )
+    _check_heartbeat(store)
     if watch is not None:
         watch.add(own)
     cache = NearCache(store.near_cache)
     gate = watch.current if watch is not None else None
     channel = RedisChannel(own, store._channel, cache, store.near_heartbeat, gate)
     return NearStore(store, cache, channel)
+
+
+class AllChannels:
+    """The channels of every shard of a store on Redis Cluster, as one: ready when all are."""
+
+    def __init__(self, channels: list[RedisChannel]) -> None:
+        self.channels = channels
+
+    def ready(self) -> bool:
+        return all(channel.ready() for channel in self.channels)
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+
+
+def sharded_near_store(store: Store, shards: list[RedisStore]) -> NearStore:
+    """``store`` (a ``redis+cluster://`` store, ``redis_shards.py``) with one near cache in
+    front, kept coherent by each shard's channel, subscribed on its master (module docstring)."""
+    from .near import NearStore
+    from .redis_cluster import node_client
+
+    first = shards[0]
+    _check_heartbeat(first)
+    cache = NearCache(first.near_cache)
+    channels = [
+        RedisChannel(
+            shard._client,
+            shard._channel,
+            cache,
+            first.near_heartbeat,
+            sharded=functools.partial(node_client, shard._client, shard._channel),
+        )
+        for shard in shards
+    ]
+    return NearStore(store, cache, AllChannels(channels))
+
+
+def _check_heartbeat(store: RedisStore) -> None:
+    if 3 * store.near_heartbeat >= store.socket_timeout:
+        raise ValueError(
+            "near_heartbeat must be less than a third of socket_timeout: the channel must "
+            "be known unhealthy before a bump that cannot reach Redis gives up"
+        )

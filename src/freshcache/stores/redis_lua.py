@@ -11,16 +11,30 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-__all__ = ["CORRUPT", "fence", "script"]
+__all__ = ["CORRUPT", "NODE_TIMEOUT_MS", "fence", "script"]
 
 #: The status a script returns when it started a new epoch because the position held garbage.
 CORRUPT = 2
 
 
-def script(name: str) -> str:
-    """The script ``lua/NAME.lua``, after the helpers every script shares (``_position.lua``)."""
+#: Redis's default ``cluster-node-timeout`` (milliseconds).
+NODE_TIMEOUT_MS = 15_000
+
+
+def script(name: str, *, cluster: bool = False, node_timeout_ms: int = NODE_TIMEOUT_MS) -> str:
+    """The script ``lua/NAME.lua``, after the helpers every script shares (``_position.lua``),
+    and on Redis Cluster the fence and quorum guard every script runs there (``_cluster.lua``),
+    which needs the cluster's ``cluster-node-timeout``: ``node_timeout_ms`` (scripts cannot
+    read it: ``CONFIG`` is refused inside a script)."""
     lua = resources.files("freshcache.stores").joinpath("lua")
-    return lua.joinpath("_position.lua").read_text() + lua.joinpath(f"{name}.lua").read_text()
+    fenced = ""
+    if cluster:
+        fenced = f"local fc_node_timeout_ms = {int(node_timeout_ms)}\n" + (
+            lua.joinpath("_cluster.lua").read_text()
+        )
+    return (
+        lua.joinpath("_position.lua").read_text() + fenced + lua.joinpath(f"{name}.lua").read_text()
+    )
 
 
 def fence(connection: Any, fence_script: str, keys: Sequence[str], hold_ms: int = 0) -> Any:

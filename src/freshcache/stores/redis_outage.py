@@ -121,7 +121,7 @@ class Outage:
         # A real command, not a no-op: the probe must not report Redis reachable (and close the
         # breaker) merely because another thread took the pending bumps to replay them.
         try:
-            self.call(self.store._client.ping)
+            self.call(self.store.probe)
         except StoreUnavailable:
             with self._lock:
                 self._retry_timer = None

@@ -20,6 +20,17 @@
 -- when it is an integer (a process still running an older freshcache must never see it go
 -- back) and restarts it at 0 when it is not.
 
+-- The command near caches are told with (stores/redis_channel.py): classic pub/sub on one
+-- Redis; on Redis Cluster (_cluster.lua) sharded pub/sub, delivered by the master running the
+-- script to its own subscribers before the reply, as PUBLISH is on one server.
+local FC_PUBLISH = 'PUBLISH'
+
+-- Milliseconds bumps must still wait before their writer returns (the hold of _cluster.lua,
+-- read by bump.lua and apply.lua): none on one Redis.
+local function fc_hold(epoch_key)
+  return 0
+end
+
 -- The string stored under key, or nil; the second result is true when the key holds a value
 -- of another type.
 local function fc_string(key)

@@ -6,8 +6,8 @@
 -- none)   ARGV[6] the near caches' channel
 -- ARGV[7..] rows, each as: mark, k (its number of tags), then its k tags
 -- Publishes each bumped row's tags as bump.lua does (near caches).
--- Returns {bumped rows, status, receivers, the marks of the bumped rows} (status: see
--- _position.lua). A mark key holding anything but
+-- Returns {bumped rows, status, receivers, the marks of the bumped rows, hold} (status: see
+-- _position.lua; hold: see bump.lua). A mark key holding anything but
 -- this epoch's token is not a mark (see fc_marked): its row is bumped, never skipped.
 local epoch, _, status = fc_position(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
 local applied = 0
@@ -26,7 +26,7 @@ while i <= #ARGV do
       names[#names + 1] = ARGV[j]
     end
     if k > 0 then
-      receivers = receivers + redis.call('PUBLISH', ARGV[6], version .. '\n' .. table.concat(names, '\n'))
+      receivers = receivers + redis.call(FC_PUBLISH, ARGV[6], version .. '\n' .. table.concat(names, '\n'))
     end
     redis.call('SET', ARGV[3] .. mark, epoch, 'PX', ARGV[4])
     applied = applied + 1
@@ -34,4 +34,4 @@ while i <= #ARGV do
   end
   i = i + 2 + k
 end
-return {applied, status, receivers, bumped}
+return {applied, status, receivers, bumped, fc_hold(KEYS[1])}

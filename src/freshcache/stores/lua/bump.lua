@@ -7,7 +7,8 @@
 -- ARGV[6] the near caches' channel   ARGV[7] n, the number of marks
 -- ARGV[8..7+n] marks (log row ids)   ARGV[8+n..] tags
 -- Publishes "<version>\n<tag>\n<tag>..." on the channel named ARGV[6] (near caches).
--- Returns {result, status, receivers} (receivers: near caches the message was sent to): result is the new version, 'applied' when every mark was already
+-- Returns {result, status, receivers, hold} (receivers: near caches the message was sent to;
+-- hold: milliseconds the writer waits before returning, see fc_hold): result is the new version, 'applied' when every mark was already
 -- recorded (a relay bumped those rows after they committed: bumping again would only cost
 -- their entries a second miss), or 'marked' for marks without tags; status: see _position.lua.
 -- A tag key or a mark key holding anything (another type, another value) is overwritten; a
@@ -24,7 +25,7 @@ if n > 0 then
     end
   end
   if done then
-    return {'applied', status, 0}
+    return {'applied', status, 0, 0}
   end
 end
 -- Marks without tags (a write that invalidates nothing) take no sequence step.
@@ -38,9 +39,9 @@ if #ARGV > 7 + n then
     names[#names + 1] = ARGV[i]
   end
   -- Near caches (stores/near.py) drop what depends on these tags. Sent before the reply.
-  receivers = redis.call('PUBLISH', ARGV[6], result .. '\n' .. table.concat(names, '\n'))
+  receivers = redis.call(FC_PUBLISH, ARGV[6], result .. '\n' .. table.concat(names, '\n'))
 end
 for i = 8, 7 + n do
   redis.call('SET', ARGV[3] .. ARGV[i], epoch, 'PX', ARGV[4])
 end
-return {result, status, receivers}
+return {result, status, receivers, fc_hold(KEYS[1])}
