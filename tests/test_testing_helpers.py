@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import transaction
 from django.test import override_settings
@@ -98,3 +100,38 @@ def test_bad_targets_are_explained() -> None:
         assert_invalidates("post/7"),
     ):
         pass
+
+
+@pytest.mark.parametrize("store_kind", ["database"], indirect=True)
+def test_a_moment_of_bypass_after_the_block_neither_passes_nor_fails_an_assertion(
+    posts: tuple[Post, Post], store_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay applies each write's log row after it; while a batch is being applied, a hit
+    from the database store (no ``apply_grace``) is refused (a bypass: ``Relay.hit_refused``).
+    That moment says nothing about the entry: the helpers probe again (CI failed once on it)."""
+    from freshcache.log.relay import get_relay
+    from freshcache.stores.database import DatabaseStore
+
+    real_apply = DatabaseStore.apply
+    stalls = []
+
+    def slow_apply(self: DatabaseStore, *args: object, **kwargs: object) -> object:
+        stalls.append(1)
+        time.sleep(0.4)
+        return real_apply(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    one, two = posts
+    monkeypatch.setattr(DatabaseStore, "apply", slow_apply)
+    with (
+        pytest.raises(AssertionError, match=r"expected the block to invalidate .*comment_bodies"),
+        assert_invalidates(comment_bodies, one.pk),
+        assert_still_cached(comment_bodies, one.pk),
+    ):
+        stalls.clear()  # the posts' own rows were applied while the helpers warmed up
+        Comment.objects.create(post=two, author_name="x", body="elsewhere")
+        deadline = time.monotonic() + 5
+        while not stalls:  # the relay has read the write's row and is applying it
+            assert time.monotonic() < deadline, "the relay never applied the write's log row"
+            time.sleep(0.005)
+        assert get_relay().hit_refused(get_relay().failures)
+    assert len(stalls) >= 1
