@@ -948,6 +948,61 @@ def test_w006_config_disabled_is_no_warning() -> None:
         assert checks(STORE=server.url) == []
 
 
+# -- freshcache.W011: a Redis user the server's ACL refuses what freshcache needs ----------------
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("rules", "query", "named"),
+    [
+        (("~*", "&*", "+@all", "-evalsha"), "", "'evalsha'"),
+        (("~*", "&*", "+@all", "-info"), "", "'info'"),
+        (("~*", "&*", "+@all", "-pttl"), "", "'pttl'"),
+        (("~*", "resetchannels", "+@all"), "", "channel"),  # a new Redis 7 user's: none
+        (("~other:*", "&*", "+@all"), "", "key"),
+        (("~*", "&*", "+@all", "-subscribe"), "?near_cache=1mb", "'subscribe'"),
+    ],
+)
+def test_w011_a_redis_user_refused_what_freshcache_needs(
+    rules: tuple[str, ...], query: str, named: str
+) -> None:
+    """Redis checks a script's commands only when it calls them: such a user connects, then
+    fails every script (or every bump). The check names what is refused, and changes nothing:
+    no key is written, no subscriber hears anything."""
+    with RedisServer() as server:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "fc", "on", ">pw", "+multi", "+discard", *rules)
+        url = server.url.replace("redis://", "redis://fc:pw@") + query
+        listener = admin.pubsub()
+        listener.psubscribe("*")
+        assert listener.get_message(timeout=1) is not None  # the subscription's confirmation
+        try:
+            (warning,) = checks(STORE=url, CONNECT_TIMEOUT=1, SOCKET_TIMEOUT=1)
+            assert warning.id == "freshcache.W011", warning
+            assert named in warning.msg and "may not run what freshcache needs" in warning.msg
+            assert "docs/scaling.md" in str(warning.hint)
+            assert listener.get_message(timeout=0.2) is None
+            assert admin.keys("*acl-check*") == []
+        finally:
+            listener.close()
+        # Granted what was missing, the user is clean.
+        admin.execute_command("ACL", "SETUSER", "fc", "reset", "on", ">pw", "~*", "&*", "+@all")
+        assert checks(STORE=url, CONNECT_TIMEOUT=1, SOCKET_TIMEOUT=1) == []
+        admin.close()
+
+
+@pytest.mark.redis
+def test_w011_says_nothing_when_it_cannot_ask() -> None:
+    """A user that may not run MULTI: nothing can be told without running commands, so the
+    check says nothing rather than guess."""
+    with RedisServer() as server:
+        admin = server.client()
+        admin.execute_command("ACL", "SETUSER", "fc", "on", ">pw", "~*", "&*", "+@all", "-multi")
+        url = server.url.replace("redis://", "redis://fc:pw@")
+        assert checks(STORE=url, CONNECT_TIMEOUT=1, SOCKET_TIMEOUT=1) == []
+        admin.close()
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [

@@ -4,7 +4,8 @@
 A store's URL is checked in order, and only its first error is reported (an unknown scheme
 makes its options meaningless): freshcache.E002, E014, E004, E005, E003. The warnings follow
 when ``FRESHCACHE`` has no error: W001 (memory:// in production), W002 (Redis unreachable),
-W006 (a Redis memory limit freshcache's keys cannot be evicted under), and W005 (a
+W011 (a Redis user the server's ACL refuses what freshcache needs), W006 (a Redis memory
+limit freshcache's keys cannot be evicted under), W010 (a cluster's node timeout), and W005 (a
 process-local ``CACHES`` backend while a store is shared).
 """
 
@@ -153,6 +154,10 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     if not isinstance(store, (RedisStore, ShardedRedisStore)):
         return []
     if not store.ping():
+        # A user refused the fence every new connection runs cannot connect at all.
+        refused = _check_permissions(name, shown, store)
+        if refused:
+            return refused
         return [
             Warning(
                 f"Store {name!r} ({shown}) cannot be reached now.",
@@ -161,10 +166,35 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
                 id="freshcache.W002",
             )
         ]
+    found = _check_permissions(name, shown, store)
+    if found:
+        return found  # what follows reads CONFIG: a user refused scripts may be refused it too
     found = _check_eviction(name, shown, store)
     if isinstance(store, ShardedRedisStore):
         found += _check_node_timeout(name, shown, store.shards[0])
     return found
+
+
+def _check_permissions(name: str, shown: str, store: Any) -> list[CheckMessage]:
+    """freshcache.W011: the server's ACL refuses the store's user a command, key or channel
+    that freshcache needs (``stores/redis_acl.py`` asks without running anything)."""
+    from ..stores.redis_acl import refused
+
+    lines: list[str] = []
+    for shard in getattr(store, "shards", [store]):
+        lines += [line for line in refused(shard) if line not in lines]
+    if not lines:
+        return []
+    return [
+        Warning(
+            f"Store {name!r} ({shown}): the Redis user may not run what freshcache needs: "
+            + "; ".join(lines),
+            hint="Until it may, every script (or every bump) fails, and pages are computed "
+            "uncached. Grant the commands, the store's keys and its channels: see "
+            'docs/scaling.md, "Redis users (ACL)".',
+            id="freshcache.W011",
+        )
+    ]
 
 
 def _check_node_timeout(name: str, shown: str, shard: Any) -> list[CheckMessage]:
