@@ -62,7 +62,11 @@ def needed_commands(store: Any) -> list[tuple[Any, ...]]:
             (publish, f"{store._channel}:hb:acl-check", ""),
         ]
     if store.cluster:
-        found.append(("CLUSTER", "NODES"))  # the quorum guard (``lua/_cluster.lua``)
+        found += [
+            ("CLUSTER", "NODES"),  # the quorum guard (``lua/_cluster.lua``)
+            ("CLUSTER", "SLOTS"),  # redis-py's cluster client reads the slot map with it,
+            ("COMMAND",),  # and each command's key positions with this
+        ]
     else:
         found.append(("SCRIPT", "LOAD", "return 1"))  # redis-py loads a script it lacks
     return found
@@ -71,16 +75,23 @@ def needed_commands(store: Any) -> list[tuple[Any, ...]]:
 def refused(store: Any) -> list[str]:
     """What the server's ACL refuses ``store``'s user: one line per refused command, as
     ``"COMMAND: Redis's answer"``. Empty when everything is allowed, and when nothing can be
-    told (the server unreachable, ``MULTI`` refused)."""
+    told (the server unreachable, ``MULTI`` refused). Never raises."""
+    try:
+        return _refused(store)
+    except Exception:  # a check must never fail: what cannot be asked is not reported
+        return []
+
+
+def _refused(store: Any) -> list[str]:
     from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
     commands = needed_commands(store)
     try:
         pool = _pool(store, f"{store._base}:acl-check")
         connection = pool.get_connection()
-    except NoPermissionError as exc:  # the fence of a new connection was refused
-        return [f"INFO server, EVAL {store._base}:… (on every new connection): {str(exc).strip()}"]
-    except (RedisError, OSError):
+    except NoPermissionError as exc:
+        return [f"a new connection (AUTH, SELECT, CLIENT SETNAME, the fence): {_said(exc)}"]
+    except Exception:
         return []
     clean = False
     found: list[str] = []
@@ -96,7 +107,7 @@ def refused(store: Any) -> list[str]:
             try:
                 connection.read_response()
             except NoPermissionError as exc:
-                found.append(f"{_label(command)}: {str(exc).strip()}")
+                found.append(f"{_label(command)}: {_said(exc)}")
             except ResponseError:
                 pass  # not about permissions (a command this server does not know)
         connection.send_command("DISCARD")
@@ -113,15 +124,28 @@ def refused(store: Any) -> list[str]:
 
 def _pool(store: Any, key: str) -> Any:
     """The connection pool of the server holding ``key``: the client's own, or on Redis
-    Cluster the pool of the master serving the key's slot."""
+    Cluster the pool of the master serving the key's slot, or, when the cluster client cannot
+    be made (a user refused ``CLUSTER SLOTS`` or ``COMMAND`` looks like a node outside cluster
+    mode to redis-py), a client of the first node the URL names."""
     client = store._client
-    if store.cluster:
+    if not store.cluster:
+        return client.connection_pool
+    try:
         return client.get_node_from_key(key).redis_connection.connection_pool
-    return client.connection_pool
+    except Exception:
+        startup = getattr(client, "startup", None)
+        if startup is None:
+            raise
+        return startup().connection_pool
 
 
 def _label(command: tuple[Any, ...]) -> str:
-    """``COMMAND first-argument`` (a key, channel or subcommand); a script's key, not its text."""
-    if command[0] in ("EVAL", "EVALSHA"):
-        return f"{command[0]} {command[3]}"
-    return " ".join(str(part) for part in command[:2])
+    """The command, with its subcommand: never its keys, channel or script (they are the
+    store's own, and the same line then stands for every shard)."""
+    if command[0] in ("INFO", "CLUSTER", "SCRIPT", "CLIENT"):
+        return f"{command[0]} {command[1]}"
+    return str(command[0])
+
+
+def _said(exc: BaseException) -> str:
+    return str(exc).strip()

@@ -104,8 +104,15 @@ class LazyCluster:
     a failure to reach any node is ``redis.ConnectionError`` (a bypass, like any outage).
     """
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        startup: Callable[[], Any] | None = None,
+    ) -> None:
         self._factory = factory
+        #: A ``redis.Redis`` on the first node the URL names (``manage.py check`` asks it what
+        #: the ACL refuses when the cluster client itself cannot be made).
+        self.startup = startup
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -144,6 +151,7 @@ def cluster_client(parts: SplitResult, rest: str, **connection: Any) -> LazyClus
     slot map, ``MOVED`` or a connection closed by a failover, is sent once more to the node now
     serving the slot), no backoff.
     """
+    import redis
     from redis.backoff import NoBackoff
     from redis.cluster import ClusterNode, RedisCluster
     from redis.connection import parse_url
@@ -168,7 +176,8 @@ def cluster_client(parts: SplitResult, rest: str, **connection: Any) -> LazyClus
             require_full_coverage=False,
             **kwargs,
             **connection,
-        )
+        ),
+        lambda: redis.Redis(host=startup[0][0], port=startup[0][1], **kwargs, **connection),
     )
 
 

@@ -28,12 +28,14 @@ never commits, so its bumps never happen.
 
 from __future__ import annotations
 
-import threading
+import contextvars
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import connections
 
 from .. import events, hooks
@@ -80,15 +82,17 @@ class _Target:
     def probe(self) -> tuple[str, str]:
         """Run the target once: what the cache did (``"hit"``, ``"miss"``, ``"bypass"``, or
         ``"uncached"`` for a page answered with no lookup) and a description for messages."""
-        me = threading.get_ident()
         seen: list[events.Event] = []
 
         def listen(event: object) -> None:
-            # The probe's own thread only: a live server's threads may report meanwhile.
-            if isinstance(event, events.Event) and threading.get_ident() == me:
+            # The probe's own events only, a live server's threads may report meanwhile; the
+            # mark is a context variable, so an async view (run by the test client in
+            # asgiref's loop thread) carries it.
+            if isinstance(event, events.Event) and _probing.get() is seen:
                 seen.append(event)
 
         events.subscribe(listen)
+        mark = _probing.set(seen)
         try:
             if isinstance(self.target, str):
                 from django.test import Client
@@ -96,9 +100,12 @@ class _Target:
                 response = Client().get(self.target)
                 fallback = f"status {response.status_code}, no lookup"
             else:
-                self.target.outcome(*self.args, **self.kwargs)
+                result = self.target.outcome(*self.args, **self.kwargs)
+                if inspect.isawaitable(result):  # an async @cached function
+                    async_to_sync(_awaited)(result)
                 fallback = "no lookup"
         finally:
+            _probing.reset(mark)
             events.unsubscribe(listen)
         kind = "page" if isinstance(self.target, str) else "function"
         own = [event for event in seen if event.kind == kind]
@@ -132,11 +139,23 @@ class _Target:
 
     def warm(self) -> None:
         detail = ""
-        for _ in range(3):
+        for _ in range(3):  # a miss stores, so the next probe is a hit
             state, detail = self.settled()
             if state == "hit":
                 return
+            if state == "bypass":
+                break  # bypassed for SETTLE_SECONDS already: probing again would not help
         raise AssertionError(f"{self.label} could not be cached before the block: {detail}")
+
+
+#: Set while a probe runs: the list its events go to (see ``_Target.probe``).
+_probing: contextvars.ContextVar[list[events.Event] | None] = contextvars.ContextVar(
+    "freshcache_probing", default=None
+)
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
 
 
 def _detail(event: events.Event) -> str:
