@@ -154,8 +154,9 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     if not isinstance(store, (RedisStore, ShardedRedisStore)):
         return []
     if not store.ping():
-        # A user refused the fence every new connection runs cannot connect at all.
-        refused = _check_permissions(name, shown, store)
+        # A user refused the fence every new connection runs cannot connect at all (asked of
+        # one shard only: every shard's attempt waits out the same unreachable nodes).
+        refused = _check_permissions(name, shown, store, first_only=True)
         if refused:
             return refused
         return [
@@ -175,13 +176,16 @@ def _check_redis(name: str, shown: str) -> list[CheckMessage]:
     return found
 
 
-def _check_permissions(name: str, shown: str, store: Any) -> list[CheckMessage]:
+def _check_permissions(
+    name: str, shown: str, store: Any, *, first_only: bool = False
+) -> list[CheckMessage]:
     """freshcache.W011: the server's ACL refuses the store's user a command, key or channel
     that freshcache needs (``stores/redis_acl.py`` asks without running anything)."""
     from ..stores.redis_acl import refused
 
     lines: list[str] = []
-    for shard in getattr(store, "shards", [store]):
+    shards = getattr(store, "shards", [store])
+    for shard in shards[:1] if first_only else shards:
         lines += [line for line in refused(shard) if line not in lines]
     if not lines:
         return []

@@ -130,13 +130,18 @@ def _pool(store: Any, key: str) -> Any:
     client = store._client
     if not store.cluster:
         return client.connection_pool
-    try:
-        return client.get_node_from_key(key).redis_connection.connection_pool
-    except Exception:
-        startup = getattr(client, "startup", None)
-        if startup is None:
-            raise
-        return startup().connection_pool
+    # Never made here: making it tries every node the URL names with redis-py's retries, for
+    # each shard, which took 22 s for a cluster that does not answer.
+    made = client.made() if hasattr(client, "made") else client
+    if made is not None:
+        try:
+            return made.get_node_from_key(key).redis_connection.connection_pool
+        except Exception:
+            pass
+    startup = getattr(client, "startup", None)
+    if startup is None:
+        raise LookupError("no node of the cluster to ask")
+    return startup().connection_pool
 
 
 def _label(command: tuple[Any, ...]) -> str:

@@ -130,6 +130,10 @@ class LazyCluster:
                 found = self._client
         return found
 
+    def made(self) -> Any:
+        """The client if it was made, else None (never tries to make it)."""
+        return self._client
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client(), name)
 
