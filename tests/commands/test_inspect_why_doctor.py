@@ -9,8 +9,10 @@ import time
 import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client, override_settings
 
+from freshcache.log import triggers
 from freshcache.stores import Store
 from tests.commands.conftest import DOWN, run, run_json
 from tests.commands.site import touch_other
@@ -176,19 +178,22 @@ def test_doctor_names_the_view_counter_and_the_setting_line(
     assert report["errors"] == 0 and all(s["ok"] for s in report["stores"])
 
     conf = {"STORE": store_url(store_kind), "HEADER": True}
-    with override_settings(FRESHCACHE={**conf, "VOLATILE_FIELDS": ["testapp.Item.value"]}):
-        assert client.get(f"/topic/{row.pk}/")["X-Freshcache"] == "miss"
-        states = []
-        deadline = time.monotonic() + 10
-        # On PostgreSQL the triggers log the counter's UPDATE too (installed before the column
-        # was declared volatile): a hit is refused until this process's relay has seen that
-        # row marked applied ("hit arrived while the invalidation log was not applied").
-        while "hit" not in states and time.monotonic() < deadline:
-            states.append(client.get(f"/topic/{row.pk}/")["X-Freshcache"])
-            time.sleep(0.02)
-        assert states[-1] == "hit", states
-        assert all(s in ("hit", "miss") or "invalidation log" in s for s in states), states
-        assert run_json("doctor")["never_stored"] == []  # stored now: no longer diagnosed
+    try:
+        with override_settings(FRESHCACHE={**conf, "VOLATILE_FIELDS": ["testapp.Item.value"]}):
+            # The warning's second step: on PostgreSQL, triggers installed before the column
+            # was declared volatile log every counter UPDATE, and the relay bumps the row's
+            # tags a moment after each render: a miss on every request (manage.py check says
+            # the triggers are outdated). Installed again, they log nothing for it.
+            if connection.vendor == "postgresql":
+                assert "triggers installed" in run("changefeed", "install")
+            assert client.get(f"/topic/{row.pk}/")["X-Freshcache"] == "miss"
+            time.sleep(0.3)  # past the relay's wake-up: a bump it made would show as a miss
+            states = [client.get(f"/topic/{row.pk}/")["X-Freshcache"] for _ in range(5)]
+            assert states == ["hit"] * 5, states
+            assert run_json("doctor")["never_stored"] == []  # stored now: no longer diagnosed
+    finally:
+        if connection.vendor == "postgresql":
+            triggers.install()  # the suite's triggers again, for its own settings
 
 
 @pytest.mark.redis

@@ -236,8 +236,9 @@ def _update(compiler: Any, stmt: Statement) -> Any:
     info = target.info
     set_columns = {f.column: (f, val) for f, _, val in query.values}
     if set(set_columns) <= info.volatile and not target.generated:
-        # Nothing to invalidate; the log row the trigger may still write (installed before the
-        # column was declared volatile) is marked applied, so no relay bumps it either.
+        # Nothing to invalidate. A log row the trigger may still write (installed before the
+        # column was declared volatile, or past MAX_ROWS rows) is left to the relays: only the
+        # trigger can tell that nothing else changed (a BEFORE trigger may have set more).
         prepare(using)
         result = stmt()
         safe_bump((), using, info.name)

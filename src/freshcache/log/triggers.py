@@ -9,8 +9,8 @@ arrays (``NULL`` past :data:`MAX_ROWS` rows: the relay then bumps the column wil
 
 An ``UPDATE`` that changes nothing but volatile columns (``VOLATILE_FIELDS``) logs nothing, like
 the ORM (up to :data:`MAX_ROWS` rows; a larger one is logged, with wildcards, rather than paying
-for comparing every row: the ORM marks its own such row applied, so only a bulk volatile-only
-UPDATE from outside Django bumps anything). Each log row wakes the relays (``NOTIFY
+for comparing every row; a relay bumps those wildcards once, whoever wrote it: the ORM cannot
+tell that a ``BEFORE`` trigger set nothing else). Each log row wakes the relays (``NOTIFY
 freshcache``, delivered at commit) and, for Django's own connections (``SET freshcache.notice =
 on``), tells the writer the row's id in a ``NOTICE`` that arrives with the statement's result:
 the writer's bump then marks the row applied, and no relay bumps it a second time. Functions are
@@ -107,7 +107,7 @@ def _function_sql(conn: Any, info: TableInfo, log_table: str) -> str:
         # condition, and an INSERT or DELETE trigger has no old_rows or new_rows to read (the
         # write then failed with "relation old_rows does not exist"). Past MAX_ROWS the rows
         # are not compared (that cost 1.75x on a 10,000-row UPDATE): the row is logged with
-        # wildcards, which a volatile-only bulk UPDATE from outside Django then bumps once.
+        # wildcards, which a volatile-only bulk UPDATE then bumps once (from the ORM too).
         volatile = f"""
     IF TG_OP = 'UPDATE' AND n_new <= {MAX_ROWS} THEN
       IF NOT EXISTS (
