@@ -269,6 +269,26 @@ def test_clear_makes_everything_miss(fresh_store: freshcache.stores.Store) -> No
     assert tagged.outcome("a").hit is False
 
 
+def test_marked_names_only_rows_whose_bump_was_made(
+    fresh_store: freshcache.stores.Store, store_kind: str
+) -> None:
+    """``Store.marked``: a relay skips the rows it names, so it may name only rows bumped (by a
+    writer's bump with marks, or an ``apply``) and forgotten by none; a store that cannot tell
+    names none. The memory and database stores tell."""
+    one, two, three = 2_000_000_101, 2_000_000_102, 2_000_000_103
+    assert fresh_store.marked([one, two, three]) == frozenset()
+    fresh_store.bump(["contract:marked"], [one])
+    assert fresh_store.apply([(two, ["contract:marked"])]) == 1
+    known = fresh_store.marked([one, two, three])
+    assert known <= {one, two}
+    if store_kind in ("memory", "database"):
+        assert known == {one, two}
+    fresh_store.forget([one, two])
+    assert fresh_store.marked([one, two]) <= {one, two}
+    if store_kind == "database":
+        assert fresh_store.marked([one, two]) == frozenset()  # forgotten: applied again
+
+
 async def test_async_cached_function(fresh_store: object) -> None:
     @cached
     async def greet(name: str) -> str:

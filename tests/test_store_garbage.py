@@ -553,9 +553,11 @@ def test_a_database_mark_holding_garbage_never_makes_a_relay_skip_its_row(
         write("b")
     assert read("gb:a").stored is True
     sql("INSERT INTO freshcache_tag (tag, version) VALUES ('log mark:77', %s)", [version])
+    assert store.marked([77]) == frozenset()  # a relay skips no row for it
     truth["a"] += 1
     assert store.apply([(77, [tag("a")])]) == 1
     assert read("gb:a").hit is False
+    assert store.marked([77]) == {77}
     assert store.apply([(77, [tag("a")])]) == 0  # now it is a mark
     sql("INSERT INTO freshcache_tag (tag, version) VALUES ('log mark:78', %s)", [version])
     truth["a"] += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 from django.db import transaction
 from django.test import override_settings
@@ -12,6 +13,7 @@ from blog.models import Author, Comment, Post
 from freshcache import cached
 from freshcache.testing import assert_invalidates, assert_still_cached
 from tests.conftest import store_url
+from tests.log.conftest import outside_params
 
 
 @cached
@@ -106,9 +108,10 @@ def test_bad_targets_are_explained() -> None:
 def test_a_moment_of_bypass_after_the_block_neither_passes_nor_fails_an_assertion(
     posts: tuple[Post, Post], store_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The relay applies each write's log row after it; while a batch is being applied, a hit
-    from the database store (no ``apply_grace``) is refused (a bypass: ``Relay.hit_refused``).
-    That moment says nothing about the entry: the helpers probe again (CI failed once on it)."""
+    """The relay applies each log row that no writer bumped (here a write from outside
+    Django); while such a batch is being applied, a hit from the database store (no
+    ``apply_grace``) is refused (a bypass: ``Relay.hit_refused``). That moment says nothing
+    about the entry: the helpers probe again (CI failed once on it)."""
     from freshcache.log.relay import get_relay
     from freshcache.stores.database import DatabaseStore
 
@@ -128,7 +131,12 @@ def test_a_moment_of_bypass_after_the_block_neither_passes_nor_fails_an_assertio
         assert_still_cached(comment_bodies, one.pk),
     ):
         stalls.clear()  # the posts' own rows were applied while the helpers warmed up
-        Comment.objects.create(post=two, author_name="x", body="elsewhere")
+        with psycopg.connect(**outside_params(), autocommit=True) as outside:
+            outside.execute(
+                "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
+                "VALUES (%s, 'x', 'elsewhere', now(), true)",
+                [two.pk],
+            )
         deadline = time.monotonic() + 5
         while not stalls:  # the relay has read the write's row and is applying it
             assert time.monotonic() < deadline, "the relay never applied the write's log row"

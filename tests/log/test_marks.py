@@ -139,6 +139,56 @@ def test_a_write_costs_each_dependent_entry_one_miss(
             assert relay.get_relay().rows_applied == applied_before  # every row was marked
 
 
+def test_the_relay_holds_no_hit_for_rows_their_writers_bumped(
+    outside: psycopg.Connection[Any], clean_log: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of log rows that every store has recorded as bumped (any write through Django)
+    needs no ``apply``, and the relay holds no hit while it deletes it (``Store.marked``). A
+    row from outside Django still holds hits from the database store while it is applied.
+    Before ``marked``, each write's row was sent to ``apply``, and hits were refused
+    meanwhile (a bypass after every write on the database store, and CI failures)."""
+    from freshcache.core import HIT_BEFORE_LOG
+    from freshcache.stores.database import DatabaseStore
+
+    seed(outside)
+    real_apply = DatabaseStore.apply
+    applying = threading.Event()
+
+    def slow_apply(self: DatabaseStore, *args: Any, **kwargs: Any) -> int:
+        applying.set()
+        time.sleep(0.3)
+        return real_apply(self, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseStore, "apply", slow_apply)
+    with override_settings(FRESHCACHE={"STORE": "database://", "RELAY": True}):
+        freshcache.store().clear()
+        comments = comments_of()
+        wait_for(lambda: comments.outcome(7).hit, "the entry to be cached")
+        wait_for(lambda: waiting(outside) == 0, "the relay to apply the seed's rows")
+        time.sleep(0.35)  # the seed's last apply, if one is still sleeping
+        applying.clear()
+        reads: list[str | None] = []
+        for n in range(10):
+            Comment.objects.create(post_id=7, author_name="w", body=f"b{n}")
+            assert comments.outcome(7).value == truth(7)
+            deadline = time.monotonic() + 0.1
+            while time.monotonic() < deadline:  # while the relay reads and deletes the row
+                out = comments.outcome(7)
+                reads.append("hit" if out.hit else out.reason)
+            wait_for(lambda: waiting(outside) == 0, "the relay to delete the write's row")
+        assert not applying.is_set(), "rows their writers bumped were sent to apply"
+        assert HIT_BEFORE_LOG not in reads and reads.count("hit") == len(reads), set(reads)
+
+        outside.execute(
+            "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
+            "VALUES (7, 'psql', 'outside', now(), true)"
+        )
+        wait_for(applying.is_set, "the relay to apply the row of a write from outside Django")
+        assert relay.get_relay().hit_refused(relay.get_relay().failures)
+        wait_for(lambda: waiting(outside) == 0, "the relay to apply the outside write's row")
+        assert comments.outcome(7).value == truth(7) and "outside" in truth(7)
+
+
 def _waiting_on_locks(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity "

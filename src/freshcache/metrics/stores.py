@@ -109,6 +109,9 @@ class MeteredStore(Store):
     def release(self, key: str, token: str) -> None:
         self.inner.release(key, token)
 
+    def marked(self, marks: Collection[int]) -> frozenset[int]:
+        return self.inner.marked(marks)
+
     def forget(self, marks: Collection[int]) -> None:
         self.inner.forget(marks)
 

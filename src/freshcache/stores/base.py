@@ -264,6 +264,20 @@ class Store(abc.ABC):
         """Give the lease on ``key`` back if ``token`` still holds it (else do nothing: it
         expired and may be someone else's now). :data:`NO_LEASE` is never held."""
 
+    def marked(self, marks: Collection[int]) -> frozenset[int]:
+        """The marks among ``marks`` (log row ids) this store has recorded: those rows' bumps
+        are done here. Changes nothing.
+
+        A relay asks every store before it applies a batch: a batch that every store has
+        applied already (the writers bumped it, as after any write through Django) bumps
+        nothing, so hits are not held while it is deleted (``Relay.hit_refused``). The default,
+        for a store that cannot tell, is an empty set: every row counts as not applied.
+        Raises :class:`StoreUnavailable` when the store cannot be reached.
+
+        Example: ``store.marked([41, 42]) == {41}`` (row 42 waits for a bump or a relay).
+        """
+        return frozenset()
+
     def forget(self, marks: Collection[int]) -> None:
         """Drop the marks of log rows the relay has deleted (stores whose marks expire skip it)."""
 

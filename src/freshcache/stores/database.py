@@ -346,6 +346,11 @@ class DatabaseStore(Store):
             bumped.extend(applied)
         return len(applied)
 
+    def marked(self, marks: Collection[int]) -> frozenset[int]:
+        if not marks:
+            return frozenset()
+        return frozenset(self._run(lambda cursor: self._marked(cursor, list(marks))))
+
     def forget(self, marks: Collection[int]) -> None:
         names = [_mark(m) for m in marks]
         if not names:

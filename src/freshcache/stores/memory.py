@@ -151,6 +151,10 @@ class MemoryStore(Store):
                         bumped.append(mark)
         return applied
 
+    def marked(self, marks: Collection[int]) -> frozenset[int]:
+        with self._lock:
+            return frozenset(m for m in marks if m in self._marks)
+
     def acquire(self, key: str, ttl: float) -> str | None:
         now = time.monotonic()
         with self._lock:
