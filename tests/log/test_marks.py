@@ -189,6 +189,44 @@ def test_the_relay_holds_no_hit_for_rows_their_writers_bumped(
         assert comments.outcome(7).value == truth(7) and "outside" in truth(7)
 
 
+def test_hits_wait_for_the_commit_of_an_apply_made_in_the_logs_transaction(
+    outside: psycopg.Connection[Any], clean_log: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database store on the log's own database applies inside the relay's transaction
+    (its ``atomic()`` is a savepoint there): until that transaction commits, its bumps are
+    invisible to other connections, so hits stay held (found by a review: the batch counted
+    as applied before the log rows were deleted and the transaction committed)."""
+    seed(outside)
+    real_delete = relay._delete
+    deleting = threading.Event()
+
+    def slow_delete(conn: Any, ids: list[int]) -> set[int]:
+        gone = real_delete(conn, ids)
+        deleting.set()
+        time.sleep(0.3)  # applied, not committed
+        return gone
+
+    monkeypatch.setattr(relay, "_delete", slow_delete)
+    with override_settings(FRESHCACHE={"STORE": "database://", "RELAY": True}):
+        comments = comments_of()
+        wait_for(lambda: comments.outcome(7).value == truth(7), "the relay's first drain")
+        wait_for(lambda: waiting(outside) == 0, "the relay to apply the seed's rows")
+        time.sleep(0.35)
+        deleting.clear()
+        outside.execute(
+            "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
+            "VALUES (7, 'psql', 'outside', now(), true)"
+        )
+        wait_for(deleting.is_set, "the relay to apply and delete the outside write's row")
+        assert relay.get_relay().hit_refused(relay.get_relay().failures)
+        wait_for(lambda: waiting(outside) == 0, "the relay to commit")
+        wait_for(
+            lambda: not relay.get_relay().hit_refused(relay.get_relay().failures),
+            "the batch to count as applied",
+        )
+        assert comments.outcome(7).value == truth(7)
+
+
 def _waiting_on_locks(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity "

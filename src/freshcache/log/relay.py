@@ -110,8 +110,9 @@ def drain(
     Return ``(rows, bumped, oldest_age_seconds)``: rows applied and deleted, rows bumped (the
     others were applied by their writer already), and the age of the oldest row bumped.
     ``on_backlog`` is called when a full batch was read (more rows wait behind it);
-    ``on_read`` when a batch of rows was read, before it is applied to any store, and
-    ``on_applied`` once every store applied it. Raise
+    ``on_read`` when a batch was read that holds a row some store has not marked as bumped
+    (``Store.marked``), before it is applied to any store, and ``on_applied`` once every store
+    applied it and the log's transaction committed. Raise
     :class:`~freshcache.stores.StoreUnavailable` (nothing deleted) when a store cannot be
     reached, ``DatabaseError`` when the log cannot be read.
     """
@@ -148,14 +149,16 @@ def drain(
                 done = max(done, store.apply(todo, applied))
             if applied:
                 _report(rows, batch, set(applied))
-            if on_applied is not None:
-                on_applied()
             bumped += done
             ids = [int(r["id"]) for r in rows]
             gone = _delete(conn, ids)
             deleted = len(gone)
             # Issue 12: the edge purges of the rows deleted here, in this same transaction.
             enqueue_purges(conn, [(i, tags) for i, tags in batch if i in gone])
+        # After COMMIT: a database store on the log's own database applies inside this
+        # transaction (its atomic() is a savepoint here), so its bumps are seen only now.
+        if on_applied is not None:
+            on_applied()
         if bumped:
             created = rows[0]["created"]
             if created is not None and hasattr(created, "timestamp"):
