@@ -14,7 +14,6 @@ fence, the entry would validate), then that nothing built before the write is se
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 import threading
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
 from django.test import override_settings
 
 import freshcache
@@ -35,6 +33,7 @@ from freshcache.stores.base import Hit, StoreUnavailable
 from freshcache.stores.redis import RedisStore
 from freshcache.stores.redis_shards import SHARDS, ShardedRedisStore
 from tests.helpers.redis_cluster import ClusterSetup
+from tests.helpers.relay import relay_once_applied
 from tests.test_sentinel import BREAKER, TIMEOUT, until_stored
 from tests.testapp.models import Item
 
@@ -296,7 +295,7 @@ def test_the_relay_applies_writes_from_outside_django_to_the_promoted_master(
         cluster.fail_over(cluster.key_slot(freshcache.store().shards[0]._base))
         assert set(until_stored(lambda: count_named.outcome("out"))) == {0}
         out.execute("INSERT INTO testapp_item (name, value) VALUES ('out', 0)")
-        call_command("freshcache", "relay", "--once", stdout=io.StringIO())
+        relay_once_applied()
         assert count_named("out") == 1  # the relay's bump reached the promoted master
         # A hit, once the relay has drained what failed during the failover (until then hits
         # are refused: "hit arrived while the invalidation log was not applied").

@@ -11,7 +11,6 @@ built before the write is served, by this process, by another one, or from a nea
 
 from __future__ import annotations
 
-import io
 import re
 import threading
 import time
@@ -21,7 +20,6 @@ from typing import Any
 import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management import call_command
 from django.test import override_settings
 
 import freshcache
@@ -30,6 +28,7 @@ from freshcache.stores import from_url
 from freshcache.stores.near import NearStore
 from freshcache.stores.redis import RedisStore
 from tests.helpers.redis_sentinel import SERVICE, SentinelSetup
+from tests.helpers.relay import relay_once_applied
 from tests.testapp.models import Item
 
 pytestmark = pytest.mark.redis
@@ -266,7 +265,7 @@ def test_the_relay_applies_writes_from_outside_django_to_the_promoted_master(
         setup.fail_over()
         assert set(until_stored(lambda: count_named.outcome("out"))) == {0}
         outside.execute("INSERT INTO testapp_item (name, value) VALUES ('out', 0)")
-        call_command("freshcache", "relay", "--once", stdout=io.StringIO())
+        relay_once_applied()
         assert count_named("out") == 1  # the relay's bump reached the promoted master
         # A hit, once the relay has drained what failed during the failover (until then hits
         # are refused: "hit arrived while the invalidation log was not applied").
