@@ -139,6 +139,14 @@ def test_a_write_costs_each_dependent_entry_one_miss(
             assert relay.get_relay().rows_applied == applied_before  # every row was marked
 
 
+def comment_from_outside(conn: psycopg.Connection[Any]) -> None:
+    """A comment on post 7 written by ``psql``: its log row is bumped by no writer."""
+    conn.execute(
+        "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
+        "VALUES (7, 'psql', 'outside', now(), true)"
+    )
+
+
 def test_the_relay_holds_no_hit_for_rows_their_writers_bumped(
     outside: psycopg.Connection[Any], clean_log: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,10 +187,7 @@ def test_the_relay_holds_no_hit_for_rows_their_writers_bumped(
         assert not applying.is_set(), "rows their writers bumped were sent to apply"
         assert HIT_BEFORE_LOG not in reads and reads.count("hit") == len(reads), set(reads)
 
-        outside.execute(
-            "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
-            "VALUES (7, 'psql', 'outside', now(), true)"
-        )
+        comment_from_outside(outside)
         wait_for(applying.is_set, "the relay to apply the row of a write from outside Django")
         assert relay.get_relay().hit_refused(relay.get_relay().failures)
         wait_for(lambda: waiting(outside) == 0, "the relay to apply the outside write's row")
@@ -213,10 +218,7 @@ def test_hits_wait_for_the_commit_of_an_apply_made_in_the_logs_transaction(
         wait_for(lambda: waiting(outside) == 0, "the relay to apply the seed's rows")
         time.sleep(0.35)
         deleting.clear()
-        outside.execute(
-            "INSERT INTO blog_comment (post_id, author_name, body, created_at, approved) "
-            "VALUES (7, 'psql', 'outside', now(), true)"
-        )
+        comment_from_outside(outside)
         wait_for(deleting.is_set, "the relay to apply and delete the outside write's row")
         assert relay.get_relay().hit_refused(relay.get_relay().failures)
         wait_for(lambda: waiting(outside) == 0, "the relay to commit")
