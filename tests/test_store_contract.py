@@ -284,8 +284,7 @@ def test_marked_names_only_rows_whose_bump_was_made(
     if store_kind in ("memory", "database"):
         assert known == {one, two}
     fresh_store.forget([one, two])
-    assert fresh_store.marked([one, two]) <= {one, two}
-    if store_kind == "database":
+    if store_kind in ("memory", "database"):
         assert fresh_store.marked([one, two]) == frozenset()  # forgotten: applied again
 
 
