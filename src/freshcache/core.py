@@ -58,6 +58,7 @@ from .payload import (  # noqa: F401 (re-exported: core's public names, and test
 )
 from .scope import add_tags, forced_bypass, open_scope
 from .stores import Hit, Snapshot, Store, StoreFull, StoreUnavailable, get_store
+from .transactions import in_transaction
 
 __all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch"]
 
@@ -94,7 +95,7 @@ def _snapshot_too_old() -> bool:
     transaction keeps one snapshot) may have taken its snapshot earlier.
     """
     for conn in connections.all(initialized_only=True):
-        if not conn.in_atomic_block:
+        if not in_transaction(conn):
             continue
         if conn.vendor == "postgresql":
             # Asked, not read from settings: SET TRANSACTION may have changed it.

@@ -1,7 +1,8 @@
 """``invalidate()``: bump tags now, or when the surrounding transaction commits.
 
 Inside ``transaction.atomic()`` the bump is deferred with ``transaction.on_commit`` (so a
-rolled-back block, savepoints included, bumps nothing) and the transaction is marked *dirty*:
+rolled-back block, savepoints included, bumps nothing; with autocommit off, to
+``connection.commit()``, see ``transactions.py``) and the transaction is marked *dirty*:
 until it ends, cached computations run inside it are neither served from the cache nor stored,
 because they may read rows no other transaction can see yet (Drupal's delayed-tags rule).
 Stores that live in the same database are additionally bumped inside the transaction (see
@@ -23,9 +24,10 @@ from collections.abc import Collection, Iterable
 from functools import partial
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from . import counters, events, hooks, log, watermark
+from . import transactions as tx
 from .conf import get_settings
 from .stores import all_stores
 from .tags import Taggable, tags_for
@@ -137,12 +139,9 @@ def invalidate_tags(
             _log_outside_transaction(tags, using)
         return
     if not tags:  # log rows that need no bump (a volatile-only write): only mark them
-        if conn.in_atomic_block:
-            transaction.on_commit(lambda: _bump_all(tags, marks, using), using=using, robust=True)
-        else:
-            _bump_all(tags, marks, using)
+        tx.on_commit(conn, lambda: _bump_all(tags, marks, using))
         return
-    if conn.in_atomic_block:
+    if tx.in_transaction(conn):  # atomic(), or autocommit off (transactions.py)
         _mark_dirty(conn)
         if not logged and log.is_active(using):
             row = log.write_row(tags, using)
@@ -152,9 +151,8 @@ def invalidate_tags(
                 # No marks inside the transaction: its version is handed out before COMMIT,
                 # so the post-commit bump (or a relay) must still happen.
                 _bump(store, tags, ())
-        bump_all = partial(_bump_all, tags, marks, using, source)
-        transaction.on_commit(bump_all, using=using, robust=True)
-        transaction.on_commit(lambda: setattr(conn, _DIRTY, False), using=using, robust=True)
+        tx.on_commit(conn, partial(_bump_all, tags, marks, using, source))
+        tx.on_commit(conn, lambda: setattr(conn, _DIRTY, False), also_on_rollback=True)
     else:
         if not logged and not marks and _purges_need_row(using):
             row = log.write_row(tags, using)
@@ -219,7 +217,7 @@ def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
             ok = _bump(store, tags, marks)
         elif connections[alias].vendor == "sqlite":
             ok = _bump(store, tags, ())
-            transaction.on_commit(partial(_bump, store, tags, marks), using=alias, robust=True)
+            tx.on_commit(connections[alias], partial(_bump, store, tags, marks))
         else:
             ok = _outside_transaction(partial(_bump, store, tags, marks), alias)
         failed = not ok or failed
@@ -237,7 +235,7 @@ def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
 def _open_transaction_of(store: object) -> str | None:
     """The alias of an open transaction of this thread that ``store`` would bump inside."""
     for conn in connections.all(initialized_only=True):
-        if conn.in_atomic_block and store.bumps_in_transaction(conn.alias):  # type: ignore[attr-defined]
+        if tx.in_transaction(conn) and store.bumps_in_transaction(conn.alias):  # type: ignore[attr-defined]
             return str(conn.alias)
     return None
 
@@ -280,7 +278,7 @@ def _log_outside_transaction(tags: Collection[str], using: str) -> None:
     own, in autocommit mode. Only reached after a failed bump (the store is down), so the cost
     of a new connection is paid rarely.
     """
-    if not connections[using].in_atomic_block:
+    if not tx.in_transaction(connections[using]):
         log.write_row(tags, using)
         return
 
@@ -302,7 +300,7 @@ def in_dirty_transaction() -> bool:
     if not dirty:
         return False
     for conn in list(dirty):
-        if getattr(conn, _DIRTY, False) and conn.in_atomic_block:
+        if getattr(conn, _DIRTY, False) and tx.in_transaction(conn):
             return True
         # Committed (flag cleared) or ended without commit (rolled back): clean again.
         setattr(conn, _DIRTY, False)

@@ -47,6 +47,7 @@ from django.db import connections, transaction
 
 from ..conf import get_settings
 from ..scope import current_scope
+from ..transactions import in_transaction
 
 __all__ = ["before_read", "confirmed"]
 
@@ -109,7 +110,7 @@ def before_read(connection: Any) -> None:
 def _lsn(connection: Any, sql: str) -> int | None:
     """A WAL position (``X/Y`` hexadecimal) read with ``sql`` as a number; ``None`` if NULL.
     In a savepoint when the connection is in a transaction (a failure aborts only it)."""
-    if connection.in_atomic_block:
+    if in_transaction(connection):
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute(sql)
             (value,) = cursor.fetchone()

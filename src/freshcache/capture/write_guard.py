@@ -18,6 +18,7 @@ from django.db import DatabaseError, connections, transaction
 
 from ..scope import mark_uncacheable
 from ..tags import predicate_tag, table_tag
+from ..transactions import in_transaction
 from .tables import WILDCARD, ModelColumns, TableInfo, registry, unknown_table_tag
 
 __all__ = [
@@ -189,7 +190,7 @@ def _fallback(compiler: Any, stmt: Statement, exc: Exception) -> Any:
     using = compiler.using
     model = compiler.query.model
     tags, table = table_wildcards(model, using)
-    if isinstance(exc, DatabaseError) and connections[using].in_atomic_block:
+    if isinstance(exc, DatabaseError) and in_transaction(connections[using]):
         # Our pre-read failed inside the caller's transaction: the database aborted it, so the
         # statement cannot run in it any more (and would most likely fail the same way).
         reason = f"reading the rows before the write failed: {type(exc).__name__}"

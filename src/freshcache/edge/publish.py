@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from django.db import connections, transaction
 from django.http import HttpRequest
 
+from ..transactions import in_transaction
 from .index import CHUNK as _CHUNK
 from .index import delete as _delete
 from .index import execute as _execute
@@ -79,7 +80,7 @@ def _own_connection(using: str, fn: Callable[[], T]) -> T:
     """Run ``fn`` where its statements commit at once: here, or, inside an open transaction
     (``ATOMIC_REQUESTS``, a write inside ``atomic()``), on a connection of its own in a
     short-lived thread (the index must be visible to writers before a file is)."""
-    if not connections[using].in_atomic_block:
+    if not in_transaction(connections[using]):
         return fn()
     result: list[T] = []
     failure: list[BaseException] = []

@@ -24,6 +24,7 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 
 from ..conf import get_settings
+from ..transactions import in_transaction
 
 __all__ = [
     "active_alias",
@@ -120,7 +121,7 @@ def write_row(tags: Collection[str], using: str) -> int | None:
             return int(cursor.lastrowid)
 
     try:
-        if conn.in_atomic_block:
+        if in_transaction(conn):
             with transaction.atomic(using=using):
                 return int(_internal(run))
         return int(_internal(run))

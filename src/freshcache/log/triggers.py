@@ -29,6 +29,7 @@ from typing import Any
 from django.db import ProgrammingError, connections, transaction
 
 from ..capture.tables import TableInfo, registry
+from ..transactions import in_transaction
 
 __all__ = ["MAX_ROWS", "TableStatus", "install", "status", "triggered_tables", "uninstall"]
 
@@ -328,7 +329,7 @@ class _TriggeredTables:
                     with conn.cursor() as cursor:
                         return frozenset(_installed(cursor))
 
-                if conn.in_atomic_block:  # never abort the caller's transaction
+                if in_transaction(conn):  # never abort the caller's transaction
                     with transaction.atomic(using=using):
                         tables = _internal(ask)
                 else:

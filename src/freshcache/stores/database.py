@@ -42,6 +42,7 @@ from django.db import Error as DjangoDBError
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from ..transactions import in_transaction
 from . import database_lease as leases
 from . import database_rows as rows
 from . import database_sequence as sequence
@@ -81,7 +82,7 @@ class DatabaseStore(Store):
     def _cursor(self) -> Iterator[Any]:
         conn = self.connection
         try:
-            if conn.in_atomic_block:
+            if in_transaction(conn):
                 with transaction.atomic(using=self.alias), conn.cursor() as cursor:
                     yield cursor
             else:
@@ -275,7 +276,7 @@ class DatabaseStore(Store):
 
         stored = self._run(run)
         now = time.monotonic()
-        if now >= self._next_purge and not self.connection.in_atomic_block:
+        if now >= self._next_purge and not in_transaction(self.connection):
             # Never inside the caller's transaction: the deleted rows would stay locked by it.
             self._next_purge = now + PURGE_SECONDS
             self._run(self._purge)

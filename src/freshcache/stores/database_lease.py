@@ -16,6 +16,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from ..conf import MAX_LEASE_SECONDS
+from ..transactions import in_transaction
 from .base import NO_LEASE
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ _NOW = {
 def acquire(store: DatabaseStore, key: str, ttl: float) -> str | None:
     """:meth:`Store.acquire <freshcache.stores.base.Store.acquire>` for ``store``."""
     conn = store.connection
-    if conn.in_atomic_block or conn.vendor not in _NOW:
+    if in_transaction(conn) or conn.vendor not in _NOW:
         return NO_LEASE  # see the module docstring
     token = secrets.token_hex(8)
     now = _NOW[conn.vendor]
@@ -56,7 +57,7 @@ def acquire(store: DatabaseStore, key: str, ttl: float) -> str | None:
 
 def release(store: DatabaseStore, key: str, token: str) -> None:
     """:meth:`Store.release <freshcache.stores.base.Store.release>` for ``store``."""
-    if not token or store.connection.in_atomic_block:
+    if not token or in_transaction(store.connection):
         return
 
     def run(cursor: Any) -> None:

@@ -1,0 +1,141 @@
+"""Writes made with autocommit off (``set_autocommit(False)`` and ``commit()``) are bumped after
+their COMMIT, as inside ``atomic()`` (``freshcache/transactions.py``).
+
+Django's ``on_commit`` refuses manual transaction management, and freshcache used to bump at
+the write, before the COMMIT: a reader in between cached the old row under the new versions,
+and it stayed stale until the next write (found by a break-it review; these tests fail on that
+code). Each test reads from a second thread (its own connection) while the writer's
+transaction is open, then checks what a request that starts after ``commit()`` returned gets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test import override_settings
+
+from blog.models import Author, Post
+from freshcache import cached
+from freshcache.log import relay
+from tests.conftest import store_url
+
+_serial = [0]
+
+
+def title_of() -> Any:
+    """A fresh ``@cached`` function of a post's title (a name per call: no entry shared)."""
+    _serial[0] += 1
+
+    @cached(name=f"test-manual-title-{_serial[0]}")
+    def title(pk: int) -> str:
+        return str(Post.objects.get(pk=pk).title)
+
+    return title
+
+
+def in_other_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run on a thread of its own, hence a database connection of its own."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert result, "the reader thread failed (see its traceback above)"
+    return result[0]
+
+
+@pytest.fixture
+def post(fresh_store: Any) -> Iterator[Post]:
+    author = Author.objects.create(name="Ann", slug="ann")
+    yield Post.objects.create(author=author, title="old", slug="old", body="")
+    if not connection.get_autocommit():  # a failed test must not leave the connection manual
+        connection.rollback()
+        connection.set_autocommit(True)
+
+
+def _block(nested_atomic: bool) -> AbstractContextManager[Any]:
+    return transaction.atomic() if nested_atomic else nullcontext()
+
+
+@pytest.mark.parametrize("nested_atomic", [False, True], ids=["bare", "atomic-inside"])
+def test_a_reader_during_a_manual_transaction_cannot_make_the_commit_stale(
+    post: Post, store_kind: str, nested_atomic: bool
+) -> None:
+    """``atomic-inside``: an ``atomic()`` block in the manual transaction, whose ``on_commit``
+    callbacks Django holds until autocommit is turned back on; the bump must not wait for it."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        title = title_of()
+        assert title(post.pk) == "old"
+        transaction.set_autocommit(False)
+        with _block(nested_atomic):
+            Post.objects.filter(pk=post.pk).update(title="new")
+        # A request on another connection, before the COMMIT: the committed row is "old".
+        assert in_other_thread(lambda: title(post.pk)) == "old"
+        assert in_other_thread(lambda: title.outcome(post.pk).hit), "the reader stored nothing"
+        transaction.commit()
+        # The write has returned: nothing built from the old row may be served.
+        assert in_other_thread(lambda: title(post.pk)) == "new"
+        assert title(post.pk) == "new"
+        transaction.rollback()  # the reads above opened a transaction (Django's rule)
+        transaction.set_autocommit(True)
+        assert title(post.pk) == "new"
+
+
+def test_a_rolled_back_manual_transaction_neither_stores_nor_bumps(
+    post: Post, store_kind: str
+) -> None:
+    """Inside the transaction, a computation sees its own uncommitted row: it is answered but
+    never stored (the transaction is dirty, as in ``atomic()``). After ``rollback()`` the entry
+    built before it is still a hit: nothing was bumped, nothing is pending."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        title = title_of()
+        assert title(post.pk) == "old"
+        transaction.set_autocommit(False)
+        post.title = "draft"
+        post.save(update_fields=["title"])
+        inside = title.outcome(post.pk)
+        assert inside.value == "draft" and not inside.hit
+        transaction.rollback()
+        assert in_other_thread(lambda: title(post.pk)) == "old"
+        after = title.outcome(post.pk)
+        assert after.value == "old" and after.hit, after
+        # The connection is clean again: a computation is stored and hit.
+        Post.objects.filter(pk=post.pk).update(title="next")
+        transaction.commit()
+        assert title(post.pk) == "next"
+        assert title.outcome(post.pk).hit
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_kind", ["database", "redis"], indirect=True)
+def test_a_commit_made_behind_djangos_back_is_applied_by_the_relay(
+    post: Post, store_kind: str
+) -> None:
+    """The driver's own ``commit()`` runs no callback: the log row written in the transaction
+    holds the invalidation, and the relay applies it (unmarked: no store bumped it)."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        title = title_of()
+        assert title(post.pk) == "old"
+        relay.drain("default")
+        transaction.set_autocommit(False)
+        Post.objects.filter(pk=post.pk).update(title="new")
+        assert in_other_thread(lambda: title(post.pk)) == "old"
+        connection.connection.commit()  # psycopg's, not Django's
+        rows, bumped, _ = relay.drain("default")
+        assert rows >= 1 and bumped >= 1
+        assert in_other_thread(lambda: title(post.pk)) == "new"
+        transaction.rollback()  # nothing open; drops nothing that matters
+        transaction.set_autocommit(True)
