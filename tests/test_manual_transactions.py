@@ -16,9 +16,11 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 
+import freshcache
 from blog.models import Author, Post
 from freshcache import cached
 from freshcache.log import relay
@@ -64,6 +66,11 @@ def post(fresh_store: Any) -> Iterator[Post]:
         connection.set_autocommit(True)
 
 
+def open_on_server(conn: Any) -> bool:
+    """True if PostgreSQL holds a transaction open for ``conn`` (psycopg's status, not Django's)."""
+    return conn.vendor == "postgresql" and conn.connection.info.transaction_status != 0
+
+
 def _block(nested_atomic: bool) -> AbstractContextManager[Any]:
     return transaction.atomic() if nested_atomic else nullcontext()
 
@@ -84,10 +91,11 @@ def test_a_reader_during_a_manual_transaction_cannot_make_the_commit_stale(
         assert in_other_thread(lambda: title(post.pk)) == "old"
         assert in_other_thread(lambda: title.outcome(post.pk).hit), "the reader stored nothing"
         transaction.commit()
+        # The bumps made after the COMMIT left no transaction open (the database store's own
+        # would hold the tag rows' locks, and set_autocommit(True) would raise).
+        assert not open_on_server(connection)
         # The write has returned: nothing built from the old row may be served.
         assert in_other_thread(lambda: title(post.pk)) == "new"
-        assert title(post.pk) == "new"
-        transaction.rollback()  # the reads above opened a transaction (Django's rule)
         transaction.set_autocommit(True)
         assert title(post.pk) == "new"
 
@@ -138,4 +146,73 @@ def test_a_commit_made_behind_djangos_back_is_applied_by_the_relay(
         assert rows >= 1 and bumped >= 1
         assert in_other_thread(lambda: title(post.pk)) == "new"
         transaction.rollback()  # nothing open; drops nothing that matters
+        transaction.set_autocommit(True)
+
+
+WEATHER = {"london": "rain"}
+
+
+def test_a_hand_invalidation_with_autocommit_off_is_made_at_once(
+    post: Post, store_kind: str
+) -> None:
+    """A request with autocommit off that only reads may never commit: ``invalidate()`` of a
+    hand-named tag (data outside the database) must not wait for a COMMIT that never comes."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        _serial[0] += 1
+
+        @cached(name=f"test-manual-weather-{_serial[0]}")
+        def weather(city: str) -> str:
+            freshcache.depends_on(f"weather:{city}")
+            return WEATHER[city]
+
+        WEATHER["london"] = "rain"
+        assert weather("london") == "rain"
+        transaction.set_autocommit(False)
+        assert Post.objects.filter(pk=post.pk).exists()  # the request has run a query
+        WEATHER["london"] = "sun"
+        freshcache.invalidate("weather:london")
+        assert in_other_thread(lambda: weather("london")) == "sun"
+        connection.close()  # the request ends without a COMMIT
+        assert in_other_thread(lambda: weather("london")) == "sun"
+        transaction.set_autocommit(True)
+        # The closed transaction left no lasting mark: this thread caches again.
+        assert weather("london") == "sun" and weather.outcome("london").hit
+
+
+def test_a_refused_rollback_keeps_the_bumps_for_the_commit(post: Post, store_kind: str) -> None:
+    """``rollback()`` inside ``atomic()`` raises and rolls nothing back: the write's bumps must
+    still be made at the COMMIT."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        title = title_of()
+        assert title(post.pk) == "old"
+        transaction.set_autocommit(False)
+        Post.objects.filter(pk=post.pk).update(title="new")
+        assert in_other_thread(lambda: title(post.pk)) == "old"
+        with transaction.atomic(), pytest.raises(TransactionManagementError):
+            transaction.rollback()
+        transaction.commit()
+        assert in_other_thread(lambda: title(post.pk)) == "new"
+        transaction.set_autocommit(True)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+def test_a_cached_call_in_an_aborted_manual_transaction_is_answered(
+    post: Post, store_kind: str
+) -> None:
+    """After a failed statement PostgreSQL refuses every query until ``rollback()``: a cached
+    function that needs none still answers (uncached), as with autocommit on."""
+    with override_settings(FRESHCACHE={"STORE": store_url(store_kind), "RELAY": False}):
+        _serial[0] += 1
+
+        @cached(name=f"test-manual-constant-{_serial[0]}")
+        def constant() -> str:
+            return "rain"
+
+        transaction.set_autocommit(False)
+        with pytest.raises(IntegrityError):
+            Author.objects.create(name="Dup", slug="ann")  # the slug is taken: aborted
+        out = constant.outcome()
+        assert out.value == "rain" and not out.stored
+        transaction.rollback()
         transaction.set_autocommit(True)

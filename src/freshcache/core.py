@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from . import counters, events, flight, hooks, watermark
 from . import scope as scopes
@@ -98,11 +98,16 @@ def _snapshot_too_old() -> bool:
         if not in_transaction(conn):
             continue
         if conn.vendor == "postgresql":
+            if getattr(getattr(conn.connection, "info", None), "transaction_status", None) == 0:
+                continue  # IDLE: no statement yet, so no snapshot older than ours
             # Asked, not read from settings: SET TRANSACTION may have changed it.
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT current_setting('transaction_isolation')")
-                if cursor.fetchone()[0] != "read committed":
-                    return True
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT current_setting('transaction_isolation')")
+                    if cursor.fetchone()[0] != "read committed":
+                        return True
+            except DatabaseError:  # an aborted transaction: answer, store nothing
+                return True
         elif conn.vendor == "mysql":
             options = conn.settings_dict.get("OPTIONS", {})
             if options.get("isolation_level", "read committed") != "read committed":

@@ -146,11 +146,18 @@ def invalidate_tags(
         if not logged and log.is_active(using):
             row = log.write_row(tags, using)
             marks = (*marks, row) if row is not None else marks
-        for store in all_stores():
-            if store.bumps_in_transaction(using):
-                # No marks inside the transaction: its version is handed out before COMMIT,
-                # so the post-commit bump (or a relay) must still happen.
-                _bump(store, tags, ())
+        if source == "invalidate" and tx.in_manual_transaction(conn):
+            # A hand invalidate() with autocommit off: bump now too, committed now. A request
+            # that only reads may never commit, and a hand-named tag's data (outside the
+            # database) has changed already. The bump after the COMMIT drops what was stored
+            # in between from rows the transaction wrote.
+            _bump_now(tags, (), source)
+        else:
+            for store in all_stores():
+                if store.bumps_in_transaction(using):
+                    # No marks inside the transaction: its version is handed out before
+                    # COMMIT, so the post-commit bump (or a relay) must still happen.
+                    _bump(store, tags, ())
         tx.on_commit(conn, partial(_bump_all, tags, marks, using, source))
         tx.on_commit(conn, lambda: setattr(conn, _DIRTY, False), also_on_rollback=True)
     else:
@@ -198,7 +205,7 @@ def _unpublish(tags: Collection[str]) -> None:
         unpublish(tags)
 
 
-def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
+def _bump_now(tags: Collection[str], marks: Collection[int], source: str = "cache") -> bool:
     """Bump every store now, committed now, whatever transaction this thread has open; return
     True if one failed.
 
@@ -228,7 +235,7 @@ def _bump_now(tags: Collection[str], marks: Collection[int]) -> bool:
     watermark.bumped()
     _unpublish(tags)
     if events.listening:
-        events.invalidated(frozenset(tags), "cache", failed)
+        events.invalidated(frozenset(tags), source, failed)
     return failed
 
 

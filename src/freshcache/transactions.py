@@ -22,6 +22,7 @@ transaction is then applied by a relay, a moment later.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -56,8 +57,8 @@ def on_commit(conn: Any, fn: Callable[[], Any], *, also_on_rollback: bool = Fals
 
     Inside ``atomic()`` this is Django's ``on_commit`` (robust: an exception is logged, never
     raised to the committer). In a manual transaction ``fn`` runs inside ``conn.commit()``,
-    after the COMMIT; ``also_on_rollback`` runs it after a ``rollback()`` too (to clear a flag).
-    """
+    after the COMMIT; ``also_on_rollback`` runs it however the transaction ended (rolled back,
+    its connection closed), at the next ``commit()`` or ``rollback()`` (to clear a flag)."""
     if in_manual_transaction(conn):
         _install()
         pending: list[tuple[Any, Callable[[], Any], bool]] = conn.__dict__.setdefault(_PENDING, [])
@@ -68,46 +69,69 @@ def on_commit(conn: Any, fn: Callable[[], Any], *, also_on_rollback: bool = Fals
         fn()
 
 
-def _run(conn: Any, committed: bool) -> None:
+def _run(conn: Any, committed: bool) -> bool:
+    """Run (``committed``) or drop ``conn``'s kept callbacks; True if any were kept."""
     pending = conn.__dict__.pop(_PENDING, None)
     if not pending:
-        return
+        return False
     for raw, fn, also_on_rollback in pending:
         # Kept under another DB-API connection: that one was closed (rolled back) since.
-        if raw is not conn.connection or not (committed or also_on_rollback):
+        if not (also_on_rollback or (committed and raw is conn.connection)):
             continue
         try:
             fn()
         except Exception:
             logger.exception("freshcache: a callback after a manual COMMIT failed")
+    return True
 
 
 def _commit(self: Any) -> None:
     _originals["commit"](self)
-    _run(self, committed=True)
+    if _run(self, committed=True) and not self.autocommit:
+        # The callbacks' own statements (the database store's bump on this database) opened a
+        # transaction on this connection: commit it, or it would hold the tag rows' locks until
+        # the user's next COMMIT (and set_autocommit(True) would raise on PostgreSQL).
+        try:
+            _originals["commit"](self)
+        except Exception:
+            logger.exception("freshcache: committing the bumps made after a COMMIT failed")
 
 
 def _rollback(self: Any) -> None:
     try:
         _originals["rollback"](self)
-    finally:
-        _run(self, committed=False)
+    except Exception:
+        if not self.in_atomic_block:  # refused inside atomic(): nothing was rolled back
+            _run(self, committed=False)
+        raise
+    _run(self, committed=False)
 
 
 def _set_autocommit(self: Any, autocommit: bool, *args: Any, **kwargs: Any) -> None:
-    _originals["set_autocommit"](self, autocommit, *args, **kwargs)
-    if autocommit:  # SQLite commits an open transaction here; elsewhere nothing is pending
-        _run(self, committed=True)
+    try:
+        _originals["set_autocommit"](self, autocommit, *args, **kwargs)
+    finally:
+        # SQLite commits an open transaction here (elsewhere nothing is kept by now), and that
+        # holds even when one of the on_commit callbacks Django runs here raised.
+        if autocommit and self.autocommit:
+            _run(self, committed=True)
+
+
+_install_lock = threading.Lock()
 
 
 def _install() -> None:
-    if _originals:
+    if "set_autocommit" in _originals:  # the last one installed
         return
-    for name, replacement in (
-        ("commit", _commit),
-        ("rollback", _rollback),
-        ("set_autocommit", _set_autocommit),
-    ):
-        _originals[name] = getattr(BaseDatabaseWrapper, name)
-        replacement.__doc__ = _originals[name].__doc__
-        setattr(BaseDatabaseWrapper, name, replacement)
+    with _install_lock:  # two threads must not both take a wrapper for the original
+        if _originals:
+            return
+        for name, replacement in (
+            ("commit", _commit),
+            ("rollback", _rollback),
+            ("set_autocommit", _set_autocommit),
+        ):
+            original = BaseDatabaseWrapper.__dict__[name]
+            replacement.__doc__ = original.__doc__
+            _originals[name] = original  # before the wrapper can be called
+            setattr(BaseDatabaseWrapper, name, replacement)
