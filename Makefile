@@ -38,13 +38,17 @@ pytest: $(STAMP)
 ## test-matrix: the suite again on Django 4.2 LTS, and on Django 6.0 where a Python 3.12 exists,
 ## but for the tests whose subject no Django version changes, which run in `make test`: the
 ## Redis Cluster and Sentinel tests (the store's protocol against failing servers; a third of
-## the suite's time), Redis faults and memory bounds, Varnish, the multi-process soaks, and the
-## Hypothesis searches of stores and triggers (capture's own, `test_stateful`, does run: it
-## checks the ORM's SQL, which each version changes). MATRIX_ARGS= runs them too.
+## the suite's time), the store contract, near cache, journal and single flight, Redis faults
+## and memory bounds, Varnish and the purgers, the multi-process tests (tests/e2e, the
+## concurrency soaks, replica attacks), and the Hypothesis searches of stores and triggers.
+## Capture's own Hypothesis test (`test_stateful`) does run: it checks the ORM's SQL, which each
+## version changes. MATRIX_ARGS= runs them all.
 MATRIX_ARGS ?= -k "not cluster and not sentinel and not freshness_property and not test_property \
   and not store_garbage and not memory_bounds and not redis_faults and not paused_redis \
-  and not varnish and not breakit_12 and not log_faults and not test_workers \
-  and not test_concurrency and not redis_acl and not cache_property"
+  and not varnish and not breakit_12 and not log_faults and not test_concurrency \
+  and not redis_acl and not cache_property and not e2e and not store_contract \
+  and not near_cache and not test_flight and not evicted_versions and not test_journal \
+  and not test_purgers and not test_rollup and not replica_attacks"
 test-matrix:
 	$(PYTHON) -m venv .venv-dj42
 	.venv-dj42/bin/python -m pip install --quiet -e '.[dev]' 'Django>=4.2,<5.0'
