@@ -27,13 +27,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# The suite's commits skip the WAL flush (no test crashes the shared PostgreSQL, and a commit is
-# visible at once either way): about 10% of the suite's time on a machine with slow fsync.
-# TEST_PGOPTIONS= runs it with the server's own setting.
-TEST_PGOPTIONS ?= -c synchronous_commit=off
-
 pytest: $(STAMP)
-	PGOPTIONS="$(TEST_PGOPTIONS)" $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## test-matrix: the suite again on Django 4.2 LTS, and on Django 6.0 where a Python 3.12 exists,
 ## but for the tests whose subject no Django version changes, which run in `make test`: the
@@ -52,13 +47,13 @@ MATRIX_ARGS ?= -k "not cluster and not sentinel and not freshness_property and n
 test-matrix:
 	$(PYTHON) -m venv .venv-dj42
 	.venv-dj42/bin/python -m pip install --quiet -e '.[dev]' 'Django>=4.2,<5.0'
-	PGOPTIONS="$(TEST_PGOPTIONS)" .venv-dj42/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS)
+	.venv-dj42/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS)
 	@py312=$$(ls $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1); \
 	[ -n "$$py312" ] || py312=$$(command -v python3.12); \
 	if [ -n "$$py312" ] && "$$py312" -c "import sys" 2>/dev/null; then \
 	  $$py312 -m venv .venv-dj60 && \
 	  .venv-dj60/bin/python -m pip install --quiet -e '.[dev]' 'Django>=6.0,<6.1' && \
-	  PGOPTIONS="$(TEST_PGOPTIONS)" .venv-dj60/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS); \
+	  .venv-dj60/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS); \
 	else echo "!!! no Python 3.12 here: Django 6.0 not tested !!!"; fi
 
 ## bench: benchmarks (never part of `make test`); QUICK=1 for a short run
