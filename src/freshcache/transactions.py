@@ -94,7 +94,13 @@ def _commit(self: Any) -> None:
         try:
             _originals["commit"](self)
         except Exception:
+            # Their log rows wait for a relay; the connection must not stay in a failed
+            # transaction that would refuse the user's next statement.
             logger.exception("freshcache: committing the bumps made after a COMMIT failed")
+            try:
+                _originals["rollback"](self)
+            except Exception:
+                logger.debug("freshcache: rolling back the failed bumps failed too")
 
 
 def _rollback(self: Any) -> None:
