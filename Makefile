@@ -27,8 +27,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+## The suite runs in JOBS pytest-xdist worker processes (most tests wait on servers, not the
+## CPU), a whole test module to one worker (--dist loadfile: a module's servers start once).
+## Each worker has its own test database, Redis key prefix and Redis Cluster; JOBS=0 runs the
+## suite in this one process.
+JOBS ?= 2
+XDIST = -n $(JOBS) --dist loadfile
 pytest: $(STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 ## test-matrix: the suite again on Django 4.2 LTS, and on Django 6.0 where a Python 3.12 exists,
 ## but for the tests whose subject no Django version changes, which run in `make test`: the
@@ -47,13 +53,13 @@ MATRIX_ARGS ?= -k "not cluster and not sentinel and not freshness_property and n
 test-matrix:
 	$(PYTHON) -m venv .venv-dj42
 	.venv-dj42/bin/python -m pip install --quiet -e '.[dev]' 'Django>=4.2,<5.0'
-	.venv-dj42/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS)
+	.venv-dj42/bin/pytest $(XDIST) $(PYTEST_ARGS) $(MATRIX_ARGS)
 	@py312=$$(ls $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | head -1); \
 	[ -n "$$py312" ] || py312=$$(command -v python3.12); \
 	if [ -n "$$py312" ] && "$$py312" -c "import sys" 2>/dev/null; then \
 	  $$py312 -m venv .venv-dj60 && \
 	  .venv-dj60/bin/python -m pip install --quiet -e '.[dev]' 'Django>=6.0,<6.1' && \
-	  .venv-dj60/bin/pytest $(PYTEST_ARGS) $(MATRIX_ARGS); \
+	  .venv-dj60/bin/pytest $(XDIST) $(PYTEST_ARGS) $(MATRIX_ARGS); \
 	else echo "!!! no Python 3.12 here: Django 6.0 not tested !!!"; fi
 
 ## bench: benchmarks (never part of `make test`); QUICK=1 for a short run

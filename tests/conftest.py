@@ -173,6 +173,19 @@ def _relay_reports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture(autouse=True)
+def _no_language_left_active() -> Iterator[None]:
+    """A view that calls ``translation.activate()`` (or ``timezone.activate()``) leaves that
+    language (time zone) active in the thread, as Django does; the next test would then render,
+    key and publish in it, while ``manage.py freshcache inspect`` keys in LANGUAGE_CODE. Under
+    pytest-xdist the next test can be any module's, so each test ends with the defaults."""
+    yield
+    from django.utils import timezone, translation
+
+    translation.deactivate()
+    timezone.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _stop_relay() -> Iterator[None]:
     """Each test starts with no relay thread: one left from an earlier test would apply that
     test's log to this test's stores (and hold a connection to the test database)."""

@@ -162,6 +162,17 @@ def start_server(
         raise
 
 
+def current_posts() -> list[tuple[int, str, str]]:
+    """(pk, slug, title) of every post, by pk, as the database holds them now.
+
+    ``Blog.posts`` are the posts as seeded; tests that edit titles (``test_workers.py``) change
+    them, and a module that runs later in the same process (any order, under pytest-xdist) must
+    read them here."""
+    with _pg_connect(DB_NAME) as conn:
+        posts = conn.execute("SELECT id, slug, title FROM blog_post ORDER BY id").fetchall()
+    return [(int(pk), str(slug), str(title)) for pk, slug, title in posts]
+
+
 @pytest.fixture(scope="session")
 def blog_db() -> Iterator[list[tuple[int, str, str]]]:
     """A PostgreSQL database of this run, migrated and seeded; dropped afterwards."""
@@ -171,9 +182,7 @@ def blog_db() -> Iterator[list[tuple[int, str, str]]]:
     try:
         manage("migrate", "--noinput", "-v", "0")
         manage("seed_blog", "--posts", str(POSTS), "--comments-per-post", "3")
-        with _pg_connect(DB_NAME) as conn:
-            posts = conn.execute("SELECT id, slug, title FROM blog_post ORDER BY id").fetchall()
-        yield [(int(pk), str(slug), str(title)) for pk, slug, title in posts]
+        yield current_posts()
     finally:
         with _pg_connect("postgres") as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
