@@ -51,13 +51,25 @@ TARGET_POSTS = 4
 #: time around it a lost outside invalidation would be hidden by the next ORM write.
 OUTSIDE_QUIET = (0.25, 0.4)
 READERS = 4
+#: The page the readers read: the blog's post page; under ``fc-early`` the same post's article
+#: and comments on a page with nothing per request (``bench/site/views.py: plain_post``), which
+#: early hits may answer (the post page never: its view counts each visit, and it has a form).
+PAGE = "/post/{slug}/"
+READ_PATHS = {"fc-early": "/plain/post/{slug}/"}
 MARKER = re.compile(rb"fcmk[0-9a-f]{6}x[0-9]{5}q")
 
 
 # -- reader ---------------------------------------------------------------------------------
 
 
-def reader(base: str, slugs: list[str], seconds: float, out: str, max_reads: int = 200_000) -> None:
+def reader(
+    base: str,
+    slugs: list[str],
+    seconds: float,
+    out: str,
+    path: str = "/post/{slug}/",
+    max_reads: int = 200_000,
+) -> None:
     host, _, port = base.removeprefix("http://").partition(":")
     deadline = time.monotonic() + seconds
     rows: list[list[Any]] = []
@@ -68,18 +80,21 @@ def reader(base: str, slugs: list[str], seconds: float, out: str, max_reads: int
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         t0 = time.monotonic_ns()
         try:
-            conn.request("GET", f"/post/{slug}/")
+            conn.request("GET", path.format(slug=slug))
             response = conn.getresponse()
             body = response.read()
             status, state = response.status, response.getheader("X-Freshcache", "")
             near_hits = response.getheader("X-Bench-Near-Hits")
+            early = response.getheader("X-Bench-Early") == "1"
         except OSError as exc:
-            body, status, state, near_hits = b"", 0, f"error {exc}", None
+            body, status, state, near_hits, early = b"", 0, f"error {exc}", None, False
         finally:
             conn.close()
         t1 = time.monotonic_ns()
         markers = sorted({m.decode() for m in MARKER.findall(body)})
-        rows.append([t0, t1, slug, status, state.split(";")[0], markers, near_hits, state])
+        rows.append(
+            [t0, t1, slug, status, state.split(";")[0], markers, near_hits, state, early]
+        )
     Path(out).write_text(json.dumps(rows))
 
 
@@ -425,6 +440,8 @@ def check(reads: list[list[Any]], writes: list[dict[str, Any]]) -> dict[str, Any
         "hits": sum(1 for r in reads if r[4] == "hit"),
         # fc-near only (bench/site/near_probe.py): hits its near cache served.
         "near_hits": sum(1 for r in reads if r[4] == "hit" and r[6] not in (None, "0")),
+        # fc-early only: hits answered before the middleware (bench/site/near_probe.py).
+        "early_hits": sum(1 for r in reads if len(r) > 8 and r[8]),
         "examples": examples,
         "outside_stale": outside,
         # When the relays had applied an outside write, ms after its commit returned.
@@ -465,7 +482,7 @@ def run_variant(
             for n in range(READERS):
                 procs.append(subprocess.Popen(
                     [*me, "reader", base, ",".join(slugs), str(seconds + 1),
-                     str(workdir / f"{variant}-reads-{n}.json")],
+                     str(workdir / f"{variant}-reads-{n}.json"), READ_PATHS.get(variant, PAGE)],
                     cwd=ROOT, env=env,
                 ))
             for proc in procs:
@@ -495,6 +512,7 @@ def run_variant(
         f"{result['stale_reads']} stale, {result['writes']} writes, "
         f"{result['hits']} hits"
         + (f" ({result['near_hits']} from the near cache)" if result["near_hits"] else "")
+        + (f" ({result['early_hits']} early)" if result["early_hits"] else "")
         + f", max staleness {result['max_staleness_ms']:.0f} ms; outside stale reads that "
         f"started before / after the relays had applied the write: "
         f"{result['outside_stale']['before_applied']} / {result['outside_stale']['after_applied']}")
@@ -504,7 +522,7 @@ def run_variant(
 if __name__ == "__main__":
     role = sys.argv[1]
     if role == "reader":
-        reader(sys.argv[2], sys.argv[3].split(","), float(sys.argv[4]), sys.argv[5])
+        reader(sys.argv[2], sys.argv[3].split(","), float(sys.argv[4]), sys.argv[5], sys.argv[6])
     elif role == "writer":
         writer(sys.argv[2], sys.argv[3], sys.argv[4].split(","), float(sys.argv[5]), sys.argv[6])
     else:

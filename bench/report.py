@@ -9,7 +9,14 @@ from typing import Any
 
 from bench.common import PYTHON, RESULTS, log
 from bench.freshness import PATHS
-from bench.throughput import ASGI_VARIANTS, BADGE_VARIANTS, HITS_VARIANTS, LABELS, VARIANTS
+from bench.throughput import (
+    ASGI_HITS_VARIANTS,
+    ASGI_VARIANTS,
+    BADGE_VARIANTS,
+    HITS_VARIANTS,
+    LABELS,
+    VARIANTS,
+)
 
 
 def _pyplot() -> Any:
@@ -87,6 +94,28 @@ def tables(results: dict[str, Any]) -> str:
             f"one `store.lookup()` {fc_calls:.0f} µs.",
             "",
         ]
+    stack = results.get("stackcost")
+    if stack:
+        out += [
+            "### One front-page hit in-process through the whole stack (CPU microseconds, medians)",
+            "",
+            "Django's WSGI handler, the blog's middleware, URL resolution and the view, with no "
+            "server and no socket (`bench/stack_cost.py`): the front page's hit, and the front "
+            "page as a constant through the same handler in the same process (its floor).",
+            "",
+            "| Variant | front-page hit | floor (the front page as a constant) | hit - floor | "
+            "hit / floor |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for variant, label in (("fc-near", "near cache"), ("fc-early", "near cache, early hits")):
+            data = stack.get(variant)
+            if not data:
+                continue
+            hit, floor = data["front_hit"]["median_us"], data["floor_page"]["median_us"]
+            out.append(
+                f"| {label} | {hit:.0f} | {floor:.0f} | {hit - floor:+.0f} | {hit / floor:.2f} |"
+            )
+        out.append("")
     fan = results.get("fanout")
     if fan:
         out += [
@@ -136,7 +165,8 @@ def tables(results: dict[str, Any]) -> str:
         for variant, r in fr.items():
             hits = f"{r['hits']:,}" if variant.startswith("fc-") else "n/a"
             if r.get("near_hits"):  # fc-near: how many of them the near cache served
-                hits += f" ({r['near_hits']:,} from the near cache)"
+                hits += f" ({r['near_hits']:,} from the near cache"
+                hits += f", {r['early_hits']:,} early)" if r.get("early_hits") else ")"
             by_path = r["stale_by_path"]
             out.append(
                 f"| {variant} | {r['seconds']:.0f} | {r['writes']} | {r['reads']:,} | "
@@ -317,6 +347,18 @@ def throughput_tables(results: dict[str, Any]) -> list[str]:
             *_throughput_rows(asgi["variants"], ASGI_VARIANTS),
         ]
         out += _target_rows(asgi.get("targets"))
+        asgi_hits = asgi.get("hits")
+        if asgi_hits:
+            out += [
+                "### Hits that run no SQL, under ASGI",
+                "",
+                f"The same uvicorn servers and rounds, on the {asgi_hits['pages']}: a hit "
+                "queries nothing, so no request touches the database pool. x floor is against "
+                "the constant view under uvicorn above.",
+                "",
+                *_throughput_rows(asgi_hits["variants"], ASGI_HITS_VARIANTS),
+            ]
+            out += _target_rows(asgi_hits.get("targets"))
     return out
 
 
@@ -664,6 +706,11 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
         if tp.get("asgi"):
             panels.append((f"{tp['asgi']['server']}, 2 workers", tp["asgi"]["variants"],
                            ASGI_VARIANTS))
+            if tp["asgi"].get("hits"):
+                floor = {"floor": tp["asgi"]["variants"]["floor"]}
+                panels.append((f"{tp['asgi']['server']}, front pages only",
+                               {**tp["asgi"]["hits"]["variants"], **floor},
+                               [*ASGI_HITS_VARIANTS, "floor"]))
         fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.2 * len(panels)), squeeze=False)
         for (server, variants, order), (ax1, ax2) in zip(panels, axes, strict=True):
             _throughput_panel(ax1, ax2, server, variants, [v for v in order if v in variants])
@@ -709,7 +756,8 @@ def charts(results: dict[str, Any], name: str) -> list[str]:
 
 #: Bar colours: no cache grey, Django red, freshcache blue (near cache darker), the floor green.
 COLORS = {
-    "nocache": "#999", "django": "#d62728", "fc-near": "#08306b", "floor": "#2ca02c",
+    "nocache": "#999", "django": "#d62728", "fc-near": "#08306b", "fc-early": "#3f007d",
+    "floor": "#2ca02c",
     "floor-page": "#74c476",
 }
 

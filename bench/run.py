@@ -122,6 +122,14 @@ def main() -> int:
             ))
             if data:
                 results["hitcost"][variant] = data
+        common.log("hit cost in-process through the whole stack")
+        results["stackcost"] = {}
+        for variant in ("fc-near", "fc-early"):
+            data = section(f"stackcost-{variant}", lambda v=variant: run_json(
+                ["bench.stack_cost", v, "3" if quick else "8"], v, 300
+            ))
+            if data:
+                results["stackcost"][variant] = data
     if wanted("fanout"):
         levels = "1,100,1000" if quick else "1,100,10000,100000"
         results["fanout"] = {}
@@ -136,7 +144,7 @@ def main() -> int:
         results["freshness"] = {}
         seconds = 12 if quick else 45
         with tempfile.TemporaryDirectory() as tmp:
-            for variant in ("fc-database", "fc-redis", "fc-near", "django"):
+            for variant in ("fc-database", "fc-redis", "fc-near", "fc-early", "django"):
                 data = section(f"freshness-{variant}", lambda v=variant: freshness.run_variant(
                     v, seconds, Path(tmp)
                 ))

@@ -24,17 +24,21 @@ from typing import Any
 
 from bench.common import BENCH, PG_NAME, Server, log, psql, servers
 
-SERVER_VARIANTS = ["nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near"]
+SERVER_VARIANTS = [
+    "nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near", "fc-early",
+]
 #: The floor is a constant view served by the no-cache server (same middleware stack).
 VARIANTS = [*SERVER_VARIANTS, "floor"]
 #: Served by uvicorn too: the variants issue 11 compares, and no cache.
-ASGI_SERVER_VARIANTS = ["nocache", "django", "fc-redis", "fc-near"]
+ASGI_SERVER_VARIANTS = ["nocache", "django", "fc-redis", "fc-near", "fc-early"]
 ASGI_VARIANTS = [*ASGI_SERVER_VARIANTS, "floor"]
 #: On the front pages alone, by the same gunicorn servers (the floor is the mix's).
-HITS_VARIANTS = ["django", "fc-redis", "fc-near", "floor-page"]
+HITS_VARIANTS = ["django", "fc-redis", "fc-near", "fc-early", "floor-page"]
 #: On the front pages too, by gunicorn servers that keep the example's cache badge
 #: (``BENCH_BADGE=1``, bench/site/settings.py): what the demo's per-request work costs each.
 BADGE_VARIANTS = ["fc-near", "floor-page"]
+#: On the front pages alone, by the uvicorn servers: async hits, with no database at all.
+ASGI_HITS_VARIANTS = ["django", "fc-redis", "fc-near", "fc-early", "floor-page"]
 #: How a run names a variant under uvicorn, on the front pages alone, and with the badge.
 ASGI, HITS, BADGE = "asgi:", "hits:", "badge:"
 LABELS = {
@@ -44,11 +48,15 @@ LABELS = {
     "fc-database": "freshcache (database)",
     "fc-redis": "freshcache (Redis)",
     "fc-near": "freshcache (Redis + near cache)",
+    "fc-early": "freshcache (near cache + early hits)",
     "floor": "floor (constant view)",
     "floor-page": "floor (the front page as a constant)",
 }
 #: Issue 11's targets, requests/s of one variant over another's: (numerator, denominator, target).
-TARGETS = [("fc-near", "floor", 0.90), ("fc-near", "django", 1.5), ("fc-redis", "django", 1.3)]
+TARGETS = [
+    ("fc-near", "floor", 0.90), ("fc-near", "django", 1.5), ("fc-redis", "django", 1.3),
+    ("fc-early", "floor", 0.90), ("fc-early", "django", 1.5),
+]
 FRONT_PAGES = 5
 #: One request in five is a front page (pages 1..5), the rest are posts, uniformly.
 FRONT_SHARE = 0.2
@@ -60,7 +68,7 @@ WARM_CONNECTIONS = 4
 #: Stores in a worker's own memory: every worker must see every page, so the warm-up passes over
 #: the URLs several times (connections land on a worker at random: after 6 passes a given worker
 #: has missed a given page with probability 1/64).
-PER_WORKER = {"fc-memory": 6, "fc-near": 6}
+PER_WORKER = {"fc-memory": 6, "fc-near": 6, "fc-early": 6}
 #: A near cache is used once its invalidation channel is healthy, up to three heartbeats (0.05 s
 #: each) after a process's first request: the warm-up waits this long after its first pass.
 NEAR_SETTLE = 1.0
@@ -135,7 +143,7 @@ def warm_variant(name: str, server: Server, paths: Path, quick: bool) -> None:
     budget = 30 if quick else 60
     count = warm(server.url, paths, 1, budget)
     if variant in PER_WORKER:
-        if variant == "fc-near":
+        if variant in ("fc-near", "fc-early"):
             time.sleep(NEAR_SETTLE)
         count += warm(server.url, paths, PER_WORKER[variant] - 1, budget)
     log(f"throughput: warmed {name}: {count} requests in {time.monotonic() - started:.1f}s")
@@ -244,7 +252,7 @@ def run(quick: bool) -> dict[str, Any]:
     # measured in more places of the rotation is less at the mercy of one bad minute.
     rounds, seconds, posts_in_mix = (1, 3, 60) if quick else (6, 5, 300)
     names = (VARIANTS + [HITS + v for v in HITS_VARIANTS] + [ASGI + v for v in ASGI_VARIANTS]
-             + [BADGE + v for v in BADGE_VARIANTS])
+             + [ASGI + HITS + v for v in ASGI_HITS_VARIANTS] + [BADGE + v for v in BADGE_VARIANTS])
     per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         sync = stack.enter_context(servers(SERVER_VARIANTS))
@@ -258,6 +266,10 @@ def run(quick: bool) -> dict[str, Any]:
         files = write_paths(Path(tmp), posts_in_mix)
 
         def target(name: str) -> tuple[Server, Path]:
+            if name == ASGI + HITS + "floor-page":
+                return running[ASGI + "nocache"], files["floor-page"]
+            if name.startswith(ASGI + HITS):
+                return running[ASGI + name.removeprefix(ASGI + HITS)], files["front"]
             if name == HITS + "floor-page":
                 return running["nocache"], files["floor-page"]
             if name == BADGE + "floor-page":
@@ -297,6 +309,7 @@ def run(quick: bool) -> dict[str, Any]:
         summaries("", VARIANTS), summaries(HITS, HITS_VARIANTS), summaries(ASGI, ASGI_VARIANTS),
         summaries(BADGE, BADGE_VARIANTS),
     )
+    asgi_hits = summaries(ASGI + HITS, ASGI_HITS_VARIANTS)
     mix = (f"{100 - round(FRONT_SHARE * 100)}% post pages (uniform over all posts), "
            f"{round(FRONT_SHARE * 100)}% front pages 1-{FRONT_PAGES}")
     return {
@@ -315,7 +328,9 @@ def run(quick: bool) -> dict[str, Any]:
         "hits": {
             "pages": f"front pages 1-{FRONT_PAGES}, uniformly",
             "variants": hits,
-            "targets": ratios(hits, None, summary["floor"], (("fc-near", "floor-page", 0.90),)),
+            "targets": ratios(hits, None, summary["floor"], (
+                ("fc-near", "floor-page", 0.90), ("fc-early", "floor-page", 0.90),
+            )),
         },
         "badge": {
             "pages": f"front pages 1-{FRONT_PAGES}, uniformly, with the example's cache badge",
@@ -328,5 +343,12 @@ def run(quick: bool) -> dict[str, Any]:
             "workers": 2,
             "variants": asgi_summary,
             "targets": ratios(asgi_summary, asgi_summary["nocache"], asgi_summary["floor"]),
+            "hits": {
+                "pages": f"front pages 1-{FRONT_PAGES}, uniformly",
+                "variants": asgi_hits,
+                "targets": ratios(asgi_hits, None, asgi_summary["floor"], (
+                    ("fc-near", "floor-page", 0.90), ("fc-early", "floor-page", 0.90),
+                )),
+            },
         },
     }

@@ -7,6 +7,7 @@ Variants:
   fc-database  ... database store (the blog's PostgreSQL)
   fc-redis     ... Redis store
   fc-near      ... Redis store with a near cache in front (``near_cache=64mb``)
+  fc-early     ... fc-near with ``EarlyHitMiddleware`` first in ``MIDDLEWARE`` (early hits)
 
 The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
 databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
@@ -23,7 +24,7 @@ from mysite.settings import *  # noqa: F403
 from mysite.settings import DATABASES, MIDDLEWARE
 
 VARIANT = os.environ.get("BENCH_VARIANT", "nocache")
-VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near")
+VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near", "fc-early")
 if VARIANT not in VARIANTS:
     raise RuntimeError(f"BENCH_VARIANT must be one of {VARIANTS}, not {VARIANT!r}")
 
@@ -65,6 +66,7 @@ STORE_URLS = {
     "fc-database": "database://",
     "fc-redis": f"{REDIS}/{REDIS_DB}",
     "fc-near": f"{REDIS}/{REDIS_DB}?near_cache=64mb",
+    "fc-early": f"{REDIS}/{REDIS_DB}?near_cache=64mb",
 }
 
 FRESHCACHE = {
@@ -99,9 +101,14 @@ BADGE = ("blog.middleware.RenderStatsMiddleware", "freshcache.middleware.Outcome
 if os.environ.get("BENCH_BADGE") != "1":
     MIDDLEWARE = [m for m in MIDDLEWARE if m not in BADGE]
 
-if VARIANT == "fc-near" and FRESHCACHE["HEADER"]:
+if VARIANT in ("fc-near", "fc-early") and FRESHCACHE["HEADER"]:
     # Tells a hit served from the near cache from one served by Redis (bench/freshness.py).
     MIDDLEWARE = ["bench.site.near_probe.NearHitsMiddleware", *MIDDLEWARE]
+    if VARIANT == "fc-early":  # below the early hits, which it does not see: it adds a header
+        FRESHCACHE["EARLY_HITS_TRUSTED_MIDDLEWARE"] = ["bench.site.near_probe.NearHitsMiddleware"]
+
+if VARIANT == "fc-early":
+    MIDDLEWARE = ["freshcache.middleware.EarlyHitMiddleware", *MIDDLEWARE]
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]
 

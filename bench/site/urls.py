@@ -14,6 +14,7 @@ from bench.site.views import (
     flood_page,
     floor,
     floor_page,
+    plain_post,
     slow_page,
     small_page,
 )
@@ -59,5 +60,6 @@ urlpatterns = [
     path("slow/", cache_page(slow_page), name="slow"),
     path("slow/bump/", bump_slow, name="slow-bump"),
     path("small/<int:pk>/", cache_page(small_page), name="small"),
+    path("plain/post/<slug:slug>/", cache_page(plain_post), name="plain-post"),
     path("", include(blog_patterns)),
 ]

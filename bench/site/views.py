@@ -88,3 +88,19 @@ def small_page(request: HttpRequest, pk: int) -> HttpResponse:
     from blog.models import Post
 
     return HttpResponse(Post.objects.values_list("title", flat=True).get(pk=pk))
+
+
+def plain_post(request: HttpRequest, slug: str) -> HttpResponse:
+    """A post's article and approved comments, with nothing per request (no form, no CSRF
+    token, no view count): a page ``EarlyHitMiddleware`` may answer. The freshness checker reads
+    these under the ``fc-early`` variant (``bench/freshness.py``)."""
+    from django.shortcuts import get_object_or_404
+    from django.template import engines
+
+    from blog.models import Post
+
+    post = get_object_or_404(Post.objects.select_related("author"), slug=slug)
+    template = engines["django"].from_string(
+        '{% include "blog/_post_article.html" %}{% include "blog/_comments.html" %}'
+    )
+    return HttpResponse(template.render({"post": post}, request))

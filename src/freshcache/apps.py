@@ -17,13 +17,16 @@ class FreshcacheConfig(AppConfig):
         from . import capture
         from .checks import check_settings
         from .conf import _on_setting_changed
+        from .http.early import check_early_hits, on_setting_changed
         from .log.install import on_post_migrate
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="freshcache-settings")
         setting_changed.connect(_sync_metrics, dispatch_uid="freshcache-metrics")
+        setting_changed.connect(on_setting_changed, dispatch_uid="freshcache-early")
         _sync_metrics(setting="FRESHCACHE")
         post_migrate.connect(on_post_migrate, dispatch_uid="freshcache-triggers")
         checks.register(check_settings, "freshcache")
+        checks.register(check_early_hits, "freshcache")
         capture.install()
 
 

@@ -60,7 +60,7 @@ from .scope import add_tags, forced_bypass, open_scope
 from .stores import Hit, Snapshot, Store, StoreFull, StoreUnavailable, get_store
 from .transactions import in_transaction
 
-__all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch"]
+__all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch", "peek"]
 
 logger = logging.getLogger("freshcache")
 
@@ -363,6 +363,27 @@ async def _afetch(
         return Outcome(value, False, stored, why, tags)
     finally:
         await off_loop(flight.release)(plan, claimed.token)
+
+
+def peek(
+    key: str, *, store: str | Store | None = None, codec: Codec | None = None
+) -> Outcome[Any] | None:
+    """The hit for ``key`` if it is at hand without any I/O (a near cache's), else ``None``.
+
+    Checked as every hit is (caching on, no write in this transaction, the relay's check),
+    but not counted (the caller counts what it serves); never blocks, never computes, never
+    reaches the network.
+    """
+    plan = _Plan(key, store, codec, None)
+    if plan.bypass_reason(wait=False) is not None:
+        return None
+    found = plan.peek()
+    if not isinstance(found, Hit):
+        return None
+    ok, value = plan.decode(found)
+    if not ok:
+        return None
+    return Outcome(value, True, False, None, found.tags)
 
 
 def fetch(

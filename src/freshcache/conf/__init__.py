@@ -92,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "READ_REPLICAS": {},
     "REPLICA_WAIT_SECONDS": 0.1,
     "SHADOW": None,
+    "EARLY_HITS_TRUSTED_MIDDLEWARE": (),
 }
 
 
@@ -137,6 +138,8 @@ class FreshcacheSettings:
     metrics: bool = False
     #: The journal read by ``manage.py freshcache why|stats|doctor`` (``journal.py``).
     journal: bool = True
+    #: Middleware the project vouches for below ``EarlyHitMiddleware`` (``http/early.py``).
+    early_hits_trusted_middleware: tuple[str, ...] = ()
     #: Read replicas: replica alias → the alias of its primary (``conf/replicas.py``).
     read_replicas: dict[str, str] = field(default_factory=dict)
     #: How long a computation's first read of a replica waits for it to catch up.
@@ -216,6 +219,7 @@ def read(raw: Any) -> tuple[FreshcacheSettings, tuple[Problem, ...]]:
         read_replicas=read_read_replicas(reader),
         replica_wait_seconds=reader.seconds("REPLICA_WAIT_SECONDS", zero=True),
         shadow=read_shadow(reader),
+        early_hits_trusted_middleware=reader.strings("EARLY_HITS_TRUSTED_MIDDLEWARE"),
     )
     if reader.problems:
         settings = replace(settings, enabled=False)

@@ -150,7 +150,12 @@ def cache_page(
             @functools.wraps(func)
             async def async_view(request: Any, *args: Any, **kwargs: Any) -> Any:
                 return await aserve(
-                    request, lambda: func(request, *args, **kwargs), options, args, kwargs
+                    request,
+                    lambda: func(request, *args, **kwargs),
+                    options,
+                    args,
+                    kwargs,
+                    caller=async_view,
                 )
 
             markcoroutinefunction(async_view)
@@ -160,7 +165,14 @@ def cache_page(
 
         @functools.wraps(func)
         def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
-            return serve(request, lambda: func(request, *args, **kwargs), options, args, kwargs)
+            return serve(
+                request,
+                lambda: func(request, *args, **kwargs),
+                options,
+                args,
+                kwargs,
+                caller=sync_view,
+            )
 
         setattr(sync_view, _MARK, True)
         setattr(sync_view, _OPTIONS, options)

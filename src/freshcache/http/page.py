@@ -67,6 +67,9 @@ class Page:
     #: its first hit and kept with it, since a near cache serves one decoded page to every hit
     #: from memory. Never stored.
     served: _Served | None = field(default=None, init=False, compare=False, repr=False)
+    #: Responses recorded for early hits (``early.py``), by early key: kept with the decoded
+    #: page in the near cache, so they go with it. Never stored.
+    early: dict[Any, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from ..outcome import PAGE_ATTRIBUTE as PAGE_OUTCOME
 from ..outcome import active as outcome_collecting
 from ..scope import add_tags, mark_uncacheable
 from ..tags import Taggable, tags_for
-from . import carry, shadow
+from . import carry, early, shadow
 from .guard import Guard, _keyed_meta, conditions_violated, guarded, reason_text
 from .keys import QueryKey, header_meta_name, normalized_query, page_key, url_tag
 from .names import view_name
@@ -326,8 +326,14 @@ def serve(
     options: PageOptions,
     args: tuple = (),
     kwargs: dict | None = None,
+    *,
+    caller: Any = None,
 ) -> HttpResponseBase:
-    """Serve ``request`` from the page cache, calling ``render()`` on a miss."""
+    """Serve ``request`` from the page cache, calling ``render()`` on a miss.
+
+    ``caller``: the view function calling this (``cache_page``'s), ``None`` for the middleware;
+    a hit may be recorded for early hits only if the URL resolved to it (``early.py``).
+    """
     try:
         plan = _prepare(request, options, args, kwargs or {})
     except Exception as exc:
@@ -352,7 +358,8 @@ def serve(
 
         return run
 
-    outcome = fetch(plan.key(), compute((), True), store=options.store, codec=CODEC, kind="page")
+    first = plan.key()
+    outcome = fetch(first, compute((), True), store=options.store, codec=CODEC, kind="page")
     vary: tuple[str, ...] = ()
     if outcome.hit and isinstance(outcome.value, VaryMarker):
         vary = outcome.value.headers
@@ -371,6 +378,8 @@ def serve(
             return _annotate(request, render(), "bypass", served)
         if shadow.rate and random() < shadow.rate:  # docs/observability.md, "Shadow mode"
             shadow.schedule(request, render, plan, vary, outcome, served)
+        elif not vary and early.wanted(request):
+            early.note_hit(request, caller, options, first, outcome.value)
         return served
     return _served_miss(plan, outcome)
 
@@ -407,6 +416,8 @@ async def aserve(
     options: PageOptions,
     args: tuple = (),
     kwargs: dict | None = None,
+    *,
+    caller: Any = None,
 ) -> HttpResponseBase:
     """The ``async`` form of :func:`serve`, for ``async def`` views and async middleware."""
     try:
@@ -437,8 +448,9 @@ async def aserve(
 
         return run
 
+    first = plan.key()
     outcome = await afetch(
-        plan.key(), compute((), True), store=options.store, codec=CODEC, kind="page"
+        first, compute((), True), store=options.store, codec=CODEC, kind="page"
     )
     vary: tuple[str, ...] = ()
     if outcome.hit and isinstance(outcome.value, VaryMarker):
@@ -458,5 +470,7 @@ async def aserve(
             return _annotate(request, await render(), "bypass", served)
         if shadow.rate and random() < shadow.rate:
             shadow.schedule(request, render, plan, vary, outcome, served, is_async=True)
+        elif not vary and early.wanted(request):
+            early.note_hit(request, caller, options, first, outcome.value)
         return served
     return _served_miss(plan, outcome)

@@ -1,0 +1,400 @@
+"""Early hits: a page in the near cache answered before Django's middleware runs (opt-in).
+
+``EarlyHitMiddleware``, first in ``MIDDLEWARE``, answers a request from the near cache with the
+exact response the whole stack gave an earlier request of the same kind, skipping the middleware
+below it, the URL resolver and the view. It is sound by construction, not by trust in a page:
+
+1. **Only requests nothing below can tell apart.** A ``GET`` with no ``Cookie``, no
+   ``Authorization``, no body and no conditional or range header (``If-None-Match``, ``Range``…).
+   Every middleware below must be one whose per-request work is known (:data:`KNOWN_MIDDLEWARE`:
+   Django's own, each with the request headers it reads) or one the project vouches for
+   (``FRESHCACHE["EARLY_HITS_TRUSTED_MIDDLEWARE"]``); otherwise the middleware is not used
+   (``MiddlewareNotUsed``) and ``manage.py check`` says why (freshcache.W012).
+2. **Keyed on every input the stack reads.** The early key is the request's scheme, the raw
+   headers the host, port and path come from (``keys.derived_meta``), the path, the raw query
+   string, the language and time zone active when the request arrives, and the value of every
+   header the response depends on: those the middleware read, those the page is keyed on,
+   those its ``Vary`` names and those the page needs absent.
+3. **Recorded from a hit, checked like a hit.** The response is recorded only when it was
+   served from a stored page (never from a render), by the view the URL resolved to (a
+   function around ``cache_page`` would do work a replay skips), and only if that page has no
+   per-request part (no placeholders, no CSRF token, nothing replayed on the request) and the
+   final response sets no cookie and carries no date. The record hangs on the decoded page the
+   near cache holds (``Page.early``), and an early hit first asks the near cache for that page
+   exactly as a hit does (``core`` peek: channel healthy, invalidations drained, the relay's
+   check): a page invalidated or evicted takes its records with it.
+
+Nothing here touches the network: a request the near cache cannot answer goes down the stack.
+See docs/pages.md ("Early hits") and docs/internals.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Warning
+from django.core.exceptions import MiddlewareNotUsed
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils import timezone, translation
+
+from .. import counters, events
+from ..conf import get_settings
+from ..core import peek
+from ..stores import get_store
+from . import shadow
+from .keys import derived_meta, header_meta_name
+from .names import view_name
+from .page import PAGE_CODEC, Page, vary_headers
+
+__all__ = ["KNOWN_MIDDLEWARE", "EarlyHitMiddleware", "check_early_hits", "why_off"]
+
+logger = logging.getLogger("freshcache.http")
+
+PATH = "freshcache.middleware.EarlyHitMiddleware"
+
+#: Middleware whose per-request work is known, with the request headers (``META`` names) each
+#: reads. For a request with no cookie and no ``Authorization`` each is a function of those
+#: headers, the scheme, host and path: the session and messages are empty, the user anonymous,
+#: the CSRF cookie absent (a page that needs one sets it: never recorded). Left out on purpose:
+#: ``GZipMiddleware`` (adds random bytes to each response against BREACH, Django 4.2+),
+#: ``ContentSecurityPolicyMiddleware`` (a nonce per request), the flatpage and redirect
+#: fallbacks (database reads outside any cached page), ``RemoteUserMiddleware`` (identity from
+#: a header), Django's cache middleware.
+KNOWN_MIDDLEWARE: dict[str, tuple[str, ...]] = {
+    "django.middleware.security.SecurityMiddleware": (),
+    "django.contrib.sessions.middleware.SessionMiddleware": (),
+    "django.middleware.common.CommonMiddleware": (),  # + User-Agent, see _middleware_reads
+    "django.middleware.csrf.CsrfViewMiddleware": (),
+    "django.contrib.auth.middleware.AuthenticationMiddleware": (),
+    "django.contrib.auth.middleware.LoginRequiredMiddleware": (),
+    "django.contrib.messages.middleware.MessageMiddleware": (),
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": (),
+    "django.middleware.locale.LocaleMiddleware": ("HTTP_ACCEPT_LANGUAGE",),
+    "django.middleware.http.ConditionalGetMiddleware": (),
+    "django.contrib.sites.middleware.CurrentSiteMiddleware": (),
+    "freshcache.middleware.OutcomeMiddleware": (),
+    "freshcache.middleware.CacheMiddleware": (),
+    "freshcache.http.middleware.OutcomeMiddleware": (),
+    "freshcache.http.middleware.CacheMiddleware": (),
+}
+
+#: Request headers that make a request ineligible: the answer depends on them in ways a
+#: recorded response cannot repeat (RFC 9110 sections 13.1 and 14.2).
+_INELIGIBLE = (
+    "HTTP_AUTHORIZATION",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_IF_RANGE",
+    "HTTP_RANGE",
+    "HTTP_TRANSFER_ENCODING",
+)
+#: Response headers that make a response not recordable: each is per response.
+_PER_RESPONSE = frozenset({"set-cookie", "date", "expires", "age"})
+#: Records kept per page (one per combination of the headers it depends on), and early keys
+#: indexed per process; past the bound the index starts again (a lookup then goes down the
+#: stack, once).
+PER_PAGE = 16
+INDEX_SIZE = 10_000
+
+#: The request attribute on which the middleware leaves the request's early key.
+_KEY = "_freshcache_early"
+#: The request attribute on which ``serve`` leaves the hit it served (:func:`note_hit`).
+_NOTE = "_freshcache_early_hit"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where an early key's page lives: its store, its key (as ``fetch`` takes it)."""
+
+    store: str | None
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """The response the whole stack gave, as it left the outermost middleware."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    view: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Note:
+    caller: Any
+    target: _Target
+    page: Page
+    view: str
+    headers: tuple[str, ...]
+    active: tuple[str | None, str]
+
+
+_lock = threading.Lock()
+#: The URL part of an early key -> the ``META`` names of the headers its page depends on.
+_shapes: dict[tuple[Any, ...], tuple[str, ...]] = {}
+#: Full early key -> the page it was recorded from.
+_index: dict[tuple[Any, ...], _Target] = {}
+
+
+def why_off() -> str | None:
+    """Why ``EarlyHitMiddleware`` would not be used with the current settings (``None``: it
+    would be). Reported by ``manage.py check`` (freshcache.W012) when it is in ``MIDDLEWARE``."""
+    middleware = list(django_settings.MIDDLEWARE)
+    if PATH not in middleware:
+        return None
+    if middleware[0] != PATH:
+        return f"it must be first in MIDDLEWARE, and {middleware[0]!r} is above it"
+    settings = get_settings()
+    if not settings.enabled:
+        return "freshcache is disabled"
+    if not any(_near_cache(url) for url in settings.stores.values()):
+        return "no store has a near cache (redis://…?near_cache=64mb), and it answers from one"
+    trusted = set(settings.early_hits_trusted_middleware)
+    for name in middleware[1:]:
+        if name not in KNOWN_MIDDLEWARE and name not in trusted:
+            return (
+                f"MIDDLEWARE has {name!r}, whose per-request work freshcache does not know; "
+                f"if it does nothing that differs between two cookie-less GETs of one URL, "
+                f"add it to FRESHCACHE['EARLY_HITS_TRUSTED_MIDDLEWARE']"
+            )
+    if settings.edge.publish is not None:
+        return "EDGE['PUBLISH'] is on: every hit may publish its page"
+    return None
+
+
+def _near_cache(url: str) -> bool:
+    size = parse_qs(urlsplit(url).query).get("near_cache", ["0"])[-1]
+    return size.strip() not in ("", "0")
+
+
+def check_early_hits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """freshcache.W012: ``EarlyHitMiddleware`` is in ``MIDDLEWARE`` but will not be used.
+    Not given while ``FRESHCACHE`` has errors (those are reported, and caching is off)."""
+    from ..conf import problems
+
+    if problems():
+        return []
+    reason = why_off()
+    if reason is None:
+        return []
+    return [
+        Warning(
+            f"EarlyHitMiddleware will not be used: {reason}.",
+            hint="See docs/pages.md, \"Early hits\".",
+            id="freshcache.W012",
+        )
+    ]
+
+
+def _middleware_reads() -> tuple[str, ...]:
+    names = [h for m in django_settings.MIDDLEWARE for h in KNOWN_MIDDLEWARE.get(m, ())]
+    if getattr(django_settings, "DISALLOWED_USER_AGENTS", None):
+        names.append("HTTP_USER_AGENT")  # CommonMiddleware refuses some agents
+    return tuple(sorted(set(names)))
+
+
+def _url_key(request: HttpRequest) -> tuple[Any, ...] | None:
+    """The early key's part that names the URL, or ``None``: the request is not eligible."""
+    if request.method != "GET":
+        return None
+    meta = request.META
+    if meta.get("HTTP_COOKIE"):  # an empty Cookie header is no cookie (RequestFactory sends one)
+        return None
+    for name in _INELIGIBLE:
+        if name in meta:
+            return None
+    if meta.get("CONTENT_LENGTH") not in (None, "", "0"):
+        return None
+    return (
+        request.scheme,
+        *(meta.get(name) for name in derived_meta()),
+        meta.get("QUERY_STRING", ""),
+    )
+
+
+def _active() -> tuple[str | None, str]:
+    """The active language and time zone. A page key includes them; a thread keeps what its
+    last request left unless a middleware sets them per request (``LocaleMiddleware`` sets the
+    language from headers the early key holds). So a record is keyed by those its page was
+    keyed with, and looked up with those active on arrival: they match only when the stack
+    would key the page with them again."""
+    return translation.get_language(), timezone.get_current_timezone_name()
+
+
+def _full_key(
+    url: tuple[Any, ...], active: tuple[str | None, str], shape: tuple[str, ...], meta: Any
+) -> tuple[Any, ...]:
+    return (url, active, shape, tuple(meta.get(name) for name in shape))
+
+
+def note_hit(request: HttpRequest, caller: Any, options: Any, key: str, page: Any) -> None:
+    """Called by ``serve`` for a hit served from ``page`` under the first-level ``key`` of a
+    request the middleware marked (``options``: the ``PageOptions``): it may become an early
+    hit if the final response allows it (:func:`_record`)."""
+    if not isinstance(page, Page) or page.slots or page.csrf_cookie or page.effects:
+        return
+    if shadow.rate or getattr(get_store(options.store), "near", None) is None:
+        return  # shadow mode checks hits; a store without a near cache could never answer
+    needs: list[str] = []
+    for source, name in page.absent:
+        if source == "meta":
+            needs.append(name)
+        elif source not in ("cookie", "anonuser", "query", "rawquery", "method"):
+            return  # a CSP nonce, or a condition this module does not know
+    heads = {*needs, *(header_meta_name(h) for h in options.vary_on_headers)}
+    target = _Target(options.store, key)
+    note = _Note(caller, target, page, view_name(request), tuple(sorted(heads)), _active())
+    setattr(request, _NOTE, note)
+
+
+def _record(request: HttpRequest, response: HttpResponseBase) -> None:
+    url = request.__dict__.get(_KEY)
+    note = request.__dict__.get(_NOTE)
+    if url is None or not isinstance(note, _Note):
+        return
+    match = getattr(request, "resolver_match", None)
+    if note.caller is not None and (match is None or match.func is not note.caller):
+        return  # a function around the cached view (or none resolved): it must run
+    if not isinstance(response, HttpResponse) or response.cookies or response.streaming:
+        return
+    items = tuple(response.items())
+    if any(name.lower() in _PER_RESPONSE for name, _ in items):
+        return
+    vary = set(vary_headers(response))
+    if "*" in vary:
+        return
+    vary.discard("cookie")  # no eligible request has one
+    shape = tuple(
+        sorted({*_middleware_reads(), *note.headers, *(header_meta_name(h) for h in vary)})
+    )
+    full = _full_key(url, note.active, shape, request.META)
+    record = _Record(
+        response.status_code, response.reason_phrase, items, response.content, note.view
+    )
+    early = note.page.early
+    if early is None:
+        early = note.page.early = {}
+    if len(early) >= PER_PAGE and full not in early:
+        return
+    early[full] = record
+    with _lock:
+        if len(_index) >= INDEX_SIZE:
+            _index.clear()
+            _shapes.clear()
+        _shapes[url] = shape
+        _index[full] = note.target
+
+
+def _answer(request: HttpRequest) -> HttpResponse | None:
+    """The early hit for ``request``, or ``None`` (the stack answers it)."""
+    url = _url_key(request)
+    if url is None:
+        return None
+    request.__dict__[_KEY] = url
+    if shadow.rate or get_settings().edge.publish is not None:
+        return None  # a hit may be checked by a shadow render, or publish its page
+    shape = _shapes.get(url)
+    if shape is None:
+        return None
+    full = _full_key(url, _active(), shape, request.META)
+    target = _index.get(full)
+    if target is None:
+        return None
+    hit = peek(target.key, store=target.store, codec=PAGE_CODEC)
+    if hit is None:
+        return None
+    page = hit.value
+    record = page.early.get(full) if isinstance(page, Page) and page.early else None
+    if record is None:
+        return None
+    counters.incr("hits")
+    if events.listening:
+        events.emit(events.Event("page", record.view, "hit", tags=hit.tags, key=target.key))
+    response = HttpResponse(record.body, status=record.status, reason=record.reason)
+    del response["Content-Type"]  # the recorded headers say which, if any
+    for name, value in record.headers:
+        response.headers[name] = value
+    return response
+
+
+def _safely(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # never a 500 from freshcache: the stack answers instead
+        logger.exception("freshcache: early hit failed; serving through the middleware")
+        return None
+
+
+class EarlyHitMiddleware:
+    """Answer cookie-less ``GET``\\s from the near cache before the other middleware run.
+
+    Put it first in ``MIDDLEWARE``; see the module's docstring for when it answers::
+
+        MIDDLEWARE = [
+            "freshcache.middleware.EarlyHitMiddleware",
+            "django.middleware.security.SecurityMiddleware",
+            ...
+        ]
+
+    Raises ``MiddlewareNotUsed`` (Django then leaves it out) when :func:`why_off` gives a
+    reason.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        reason = why_off()
+        if reason is not None:
+            raise MiddlewareNotUsed(f"freshcache early hits are off: {reason}")
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        early = _safely(_answer, request)
+        if early is not None:
+            return early
+        response = self.get_response(request)
+        _safely(_record, request, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        early = _safely(_answer, request)  # memory only: nothing here blocks
+        if early is not None:
+            return early
+        response: HttpResponseBase = await self.get_response(request)
+        _safely(_record, request, response)
+        return response
+
+
+def wanted(request: HttpRequest) -> bool:
+    """Whether the middleware marked ``request`` as eligible (``serve`` then notes its hit)."""
+    return _KEY in request.__dict__
+
+
+def forget() -> None:
+    """Drop every early key (tests; a reloaded URLconf needs nothing: keys hold raw paths)."""
+    with _lock:
+        _index.clear()
+        _shapes.clear()
+
+
+def on_setting_changed(**kwargs: Any) -> None:
+    """Any setting changed (tests, ``override_settings``): the middleware and what they read
+    may differ, so no record made before may answer (a new hit records again)."""
+    forget()
