@@ -107,7 +107,10 @@ def tables(results: dict[str, Any]) -> str:
             "hit / floor |",
             "| --- | ---: | ---: | ---: | ---: |",
         ]
-        for variant, label in (("fc-near", "near cache"), ("fc-early", "near cache, early hits")):
+        for variant, label in (
+            ("fc-redis", "Redis"), ("fc-redis-early", "Redis, early hits"),
+            ("fc-near", "near cache"), ("fc-early", "near cache, early hits"),
+        ):
             data = stack.get(variant)
             if not data:
                 continue

@@ -124,7 +124,7 @@ def main() -> int:
                 results["hitcost"][variant] = data
         common.log("hit cost in-process through the whole stack")
         results["stackcost"] = {}
-        for variant in ("fc-near", "fc-early"):
+        for variant in ("fc-redis", "fc-redis-early", "fc-near", "fc-early"):
             data = section(f"stackcost-{variant}", lambda v=variant: run_json(
                 ["bench.stack_cost", v, "3" if quick else "8"], v, 300
             ))

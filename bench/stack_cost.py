@@ -1,11 +1,12 @@
 """The cost of one front-page hit in-process through the whole stack: Django's WSGI handler, the
 blog's middleware, URL resolution and the view, with no HTTP server and no socket.
 
-One process per variant (``python -m bench.stack_cost fc-near|fc-early SECONDS``): the front
-page (a hit from the near cache, or an early hit) and the front page as a constant
-(``/floor/page/``: its bytes returned by a view, the floor of its hits) through the same
-handler, in interleaved batches. CPU microseconds per request (``time.process_time``, so the
-machine's other load counts less), medians over the batches. Prints one JSON object.
+One process per variant (``python -m bench.stack_cost VARIANT SECONDS``: ``fc-redis``,
+``fc-redis-early``, ``fc-near``, ``fc-early``): the front page (a hit, or an early hit) and
+the front page as a constant (``/floor/page/``: its bytes returned by a view, the floor of its
+hits) through the same handler, in interleaved batches. CPU microseconds per request
+(``time.process_time``, so the machine's other load counts less), medians over the batches.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def main(variant: str, seconds: float) -> dict[str, Any]:
         result.close()  # type: ignore[attr-defined]
         return status[0], body
 
+    channel = getattr(store(), "channel", None)  # a near cache is used once it is healthy
     deadline = time.monotonic() + 10
-    while not store().channel.ready() and time.monotonic() < deadline:  # type: ignore[attr-defined]
+    while channel is not None and not channel.ready() and time.monotonic() < deadline:
         time.sleep(0.01)
     for _ in range(3):  # a miss, a hit (recorded for early hits), then what is measured
         front = get("/")

@@ -8,6 +8,7 @@ Variants:
   fc-redis     ... Redis store
   fc-near      ... Redis store with a near cache in front (``near_cache=64mb``)
   fc-early     ... fc-near with ``EarlyHitMiddleware`` first in ``MIDDLEWARE`` (early hits)
+  fc-redis-early ... fc-redis with ``EarlyHitMiddleware`` first (early hits, no near cache)
 
 The blog runs on PostgreSQL database ``BENCH_PG_NAME`` (default ``freshcache_bench``). Redis
 databases ``BENCH_REDIS_DB`` (freshcache) and the next one (Django's cache) belong to the bench.
@@ -24,7 +25,10 @@ from mysite.settings import *  # noqa: F403
 from mysite.settings import DATABASES, MIDDLEWARE
 
 VARIANT = os.environ.get("BENCH_VARIANT", "nocache")
-VARIANTS = ("nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near", "fc-early")
+VARIANTS = (
+    "nocache", "django", "fc-memory", "fc-database", "fc-redis", "fc-near", "fc-early",
+    "fc-redis-early",
+)
 if VARIANT not in VARIANTS:
     raise RuntimeError(f"BENCH_VARIANT must be one of {VARIANTS}, not {VARIANT!r}")
 
@@ -67,6 +71,7 @@ STORE_URLS = {
     "fc-redis": f"{REDIS}/{REDIS_DB}",
     "fc-near": f"{REDIS}/{REDIS_DB}?near_cache=64mb",
     "fc-early": f"{REDIS}/{REDIS_DB}?near_cache=64mb",
+    "fc-redis-early": f"{REDIS}/{REDIS_DB}",
 }
 
 FRESHCACHE = {
@@ -107,7 +112,7 @@ if VARIANT in ("fc-near", "fc-early") and FRESHCACHE["HEADER"]:
     if VARIANT == "fc-early":  # below the early hits, which it does not see: it adds a header
         FRESHCACHE["EARLY_HITS_TRUSTED_MIDDLEWARE"] = ["bench.site.near_probe.NearHitsMiddleware"]
 
-if VARIANT == "fc-early":
+if VARIANT in ("fc-early", "fc-redis-early"):
     MIDDLEWARE = ["freshcache.middleware.EarlyHitMiddleware", *MIDDLEWARE]
 
 SILENCED_SYSTEM_CHECKS = ["freshcache.W001"]

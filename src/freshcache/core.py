@@ -60,7 +60,7 @@ from .scope import add_tags, forced_bypass, open_scope
 from .stores import Hit, Snapshot, Store, StoreFull, StoreUnavailable, get_store
 from .transactions import in_transaction
 
-__all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "fetch", "peek"]
+__all__ = ["Codec", "Outcome", "PickleCodec", "afetch", "afind", "fetch", "find"]
 
 logger = logging.getLogger("freshcache")
 
@@ -365,25 +365,43 @@ async def _afetch(
         await off_loop(flight.release)(plan, claimed.token)
 
 
-def peek(
+def find(
     key: str, *, store: str | Store | None = None, codec: Codec | None = None
 ) -> Outcome[Any] | None:
-    """The hit for ``key`` if it is at hand without any I/O (a near cache's), else ``None``.
-
-    Checked as every hit is (caching on, no write in this transaction, the relay's check),
-    but not counted (the caller counts what it serves); never blocks, never computes, never
-    reaches the network.
-    """
+    """The hit for ``key``, or ``None`` (a miss, or the store may not be used now): one lookup
+    (none for a near cache's hit), checked as every hit is (caching on, no write in this
+    transaction, the relay's check), never computing, never storing, never counted (the caller
+    counts what it serves)."""
     plan = _Plan(key, store, codec, None)
     if plan.bypass_reason(wait=False) is not None:
         return None
-    found = plan.peek()
+    return _found(plan, plan.lookup())
+
+
+async def afind(
+    key: str, *, store: str | Store | None = None, codec: Codec | None = None
+) -> Outcome[Any] | None:
+    """The ``async`` form of :func:`find`: a near cache's hit is answered on the loop, any
+    other lookup in a worker thread (as :func:`afetch` does)."""
+    plan = _Plan(key, store, codec, None)
+    if plan.bypass_reason(wait=False) is not None:
+        return None
+    found: Hit | Snapshot | str | None = plan.peek()
+    if found is None:
+        lookup = plan.lookup
+        if plan.store.blocking:
+            thread_sensitive = plan.store.thread_sensitive
+            found = await sync_to_async(lookup, thread_sensitive=thread_sensitive)()
+        else:
+            found = lookup()
+    return _found(plan, found)
+
+
+def _found(plan: _Plan, found: Hit | Snapshot | str | None) -> Outcome[Any] | None:
     if not isinstance(found, Hit):
         return None
     ok, value = plan.decode(found)
-    if not ok:
-        return None
-    return Outcome(value, True, False, None, found.tags)
+    return Outcome(value, True, False, None, found.tags) if ok else None
 
 
 def fetch(

@@ -1,8 +1,8 @@
-"""Early hits: a page in the near cache answered before Django's middleware runs (opt-in).
+"""Early hits: a stored page answered before Django's middleware runs (opt-in).
 
-``EarlyHitMiddleware``, first in ``MIDDLEWARE``, answers a request from the near cache with the
-exact response the whole stack gave an earlier request of the same kind, skipping the middleware
-below it, the URL resolver and the view. It is sound by construction, not by trust in a page:
+``EarlyHitMiddleware``, first in ``MIDDLEWARE``, answers a request with the exact response the
+whole stack gave an earlier hit of the same kind, skipping the middleware below it, the URL
+resolver and the view. It is sound by construction, not by trust in a page:
 
 1. **Only requests nothing below can tell apart.** A ``GET`` with no ``Cookie``, no
    ``Authorization``, no body and no conditional or range header (``If-None-Match``, ``Range``…).
@@ -11,21 +11,22 @@ below it, the URL resolver and the view. It is sound by construction, not by tru
    (``FRESHCACHE["EARLY_HITS_TRUSTED_MIDDLEWARE"]``); otherwise the middleware is not used
    (``MiddlewareNotUsed``) and ``manage.py check`` says why (freshcache.W012).
 2. **Keyed on every input the stack reads.** The early key is the request's scheme, the raw
-   headers the host, port and path come from (``keys.derived_meta``), the path, the raw query
-   string, the language and time zone active when the request arrives, and the value of every
-   header the response depends on: those the middleware read, those the page is keyed on,
-   those its ``Vary`` names and those the page needs absent.
+   headers the host, port and path come from (``keys.derived_meta``), the raw query string, the
+   language and time zone, and the value of every header the response depends on: those the
+   middleware read, those the page is keyed on, those its ``Vary`` names and those the page
+   needs absent.
 3. **Recorded from a hit, checked like a hit.** The response is recorded only when it was
    served from a stored page (never from a render), by the view the URL resolved to (a
    function around ``cache_page`` would do work a replay skips), and only if that page has no
    per-request part (no placeholders, no CSRF token, nothing replayed on the request) and the
-   final response sets no cookie and carries no date. The record hangs on the decoded page the
-   near cache holds (``Page.early``), and an early hit first asks the near cache for that page
-   exactly as a hit does (``core`` peek: channel healthy, invalidations drained, the relay's
-   check): a page invalidated or evicted takes its records with it.
+   final response sets no cookie and carries no date. The record hangs on the decoded page
+   (``Page.early``), and an early hit first looks the page up exactly as a hit does
+   (``core.find``: the store validates the entry's tags; a near cache answers from memory with
+   its channel healthy and drained): a page invalidated takes its records with it, since the
+   page found then is another object.
 
-Nothing here touches the network: a request the near cache cannot answer goes down the stack.
-See docs/pages.md ("Early hits") and docs/internals.md.
+A request without a record goes down the stack, which records one on its next hit. See
+docs/pages.md ("Early hits") and docs/internals.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
@@ -46,8 +46,7 @@ from django.utils import timezone, translation
 
 from .. import counters, events
 from ..conf import get_settings
-from ..core import peek
-from ..stores import get_store
+from ..core import Outcome, afind, find
 from . import shadow
 from .keys import derived_meta, header_meta_name
 from .names import view_name
@@ -158,8 +157,6 @@ def why_off() -> str | None:
     settings = get_settings()
     if not settings.enabled:
         return "freshcache is disabled"
-    if not any(_near_cache(url) for url in settings.stores.values()):
-        return "no store has a near cache (redis://…?near_cache=64mb), and it answers from one"
     trusted = set(settings.early_hits_trusted_middleware)
     for name in middleware[1:]:
         if name not in KNOWN_MIDDLEWARE and name not in trusted:
@@ -171,11 +168,6 @@ def why_off() -> str | None:
     if settings.edge.publish is not None:
         return "EDGE['PUBLISH'] is on: every hit may publish its page"
     return None
-
-
-def _near_cache(url: str) -> bool:
-    size = parse_qs(urlsplit(url).query).get("near_cache", ["0"])[-1]
-    return size.strip() not in ("", "0")
 
 
 def check_early_hits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -244,8 +236,8 @@ def note_hit(request: HttpRequest, caller: Any, options: Any, key: str, page: An
     hit if the final response allows it (:func:`_record`)."""
     if not isinstance(page, Page) or page.slots or page.csrf_cookie or page.effects:
         return
-    if shadow.rate or getattr(get_store(options.store), "near", None) is None:
-        return  # shadow mode checks hits; a store without a near cache could never answer
+    if shadow.rate:
+        return  # shadow mode checks hits
     needs: list[str] = []
     for source, name in page.absent:
         if source == "meta":
@@ -296,8 +288,8 @@ def _record(request: HttpRequest, response: HttpResponseBase) -> None:
         _index[full] = note.target
 
 
-def _answer(request: HttpRequest) -> HttpResponse | None:
-    """The early hit for ``request``, or ``None`` (the stack answers it)."""
+def _target(request: HttpRequest) -> tuple[tuple[Any, ...], _Target] | None:
+    """The early key of ``request`` and the page recorded under it, if any (no I/O)."""
     url = _url_key(request)
     if url is None:
         return None
@@ -309,23 +301,40 @@ def _answer(request: HttpRequest) -> HttpResponse | None:
         return None
     full = _full_key(url, _active(), shape, request.META)
     target = _index.get(full)
-    if target is None:
-        return None
-    hit = peek(target.key, store=target.store, codec=PAGE_CODEC)
-    if hit is None:
-        return None
-    page = hit.value
+    return None if target is None else (full, target)
+
+
+def _respond(full: tuple[Any, ...], hit: Outcome[Any] | None) -> HttpResponse | None:
+    """The recorded response, if ``hit`` is the page it was recorded from."""
+    page = hit.value if hit is not None else None
     record = page.early.get(full) if isinstance(page, Page) and page.early else None
-    if record is None:
+    if hit is None or record is None:
         return None
     counters.incr("hits")
     if events.listening:
-        events.emit(events.Event("page", record.view, "hit", tags=hit.tags, key=target.key))
+        events.emit(events.Event("page", record.view, "hit", tags=hit.tags))
     response = HttpResponse(record.body, status=record.status, reason=record.reason)
     del response["Content-Type"]  # the recorded headers say which, if any
     for name, value in record.headers:
         response.headers[name] = value
     return response
+
+
+def _answer(request: HttpRequest) -> HttpResponse | None:
+    """The early hit for ``request``, or ``None`` (the stack answers it)."""
+    found = _target(request)
+    if found is None:
+        return None
+    full, target = found
+    return _respond(full, find(target.key, store=target.store, codec=PAGE_CODEC))
+
+
+async def _aanswer(request: HttpRequest) -> HttpResponse | None:
+    found = _target(request)
+    if found is None:
+        return None
+    full, target = found
+    return _respond(full, await afind(target.key, store=target.store, codec=PAGE_CODEC))
 
 
 def _safely(fn: Callable[..., Any], *args: Any) -> Any:
@@ -337,7 +346,7 @@ def _safely(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class EarlyHitMiddleware:
-    """Answer cookie-less ``GET``\\s from the near cache before the other middleware run.
+    """Answer cookie-less ``GET``\\s of stored pages before the other middleware run.
 
     Put it first in ``MIDDLEWARE``; see the module's docstring for when it answers::
 
@@ -374,7 +383,11 @@ class EarlyHitMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        early = _safely(_answer, request)  # memory only: nothing here blocks
+        try:
+            early = await _aanswer(request)  # a near cache's hit on the loop, else one lookup
+        except Exception:
+            logger.exception("freshcache: early hit failed; serving through the middleware")
+            early = None
         if early is not None:
             return early
         response: HttpResponseBase = await self.get_response(request)
