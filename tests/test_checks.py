@@ -268,6 +268,10 @@ BAD_VALUES = [
     ({"EDGE": {"KEYS": ["varnsh"]}}, [E("FRESHCACHE['EDGE']['KEYS'] has 'varnsh', which is not "
                                         "an edge freshcache knows (akamai, cloudflare, fastly, "
                                         "varnish) (did you mean 'varnish'?)", EDGE_HINT, 22)]),
+    ({"EARLY_HITS_TRUSTED_MIDDLEWARE": "myapp.middleware.Stamp"}, [
+        E("FRESHCACHE['EARLY_HITS_TRUSTED_MIDDLEWARE'] must be a list of strings, not the string "
+          "'myapp.middleware.Stamp' (write ['myapp.middleware.Stamp'])", TYPE_HINT, 6)
+    ]),
     ({"EDGE": ["varnish"]}, [E("FRESHCACHE['EDGE'] must be a dict such as {'KEYS': ['varnish']}, "
                                "not ['varnish']", EDGE_HINT, 22)]),
 ]  # fmt: skip

@@ -54,6 +54,7 @@ def test_defaults_are_pinned() -> None:
         "READ_REPLICAS": {},
         "REPLICA_WAIT_SECONDS": 0.1,
         "SHADOW": None,
+        "EARLY_HITS_TRUSTED_MIDDLEWARE": (),
     }
 
 
@@ -298,6 +299,6 @@ def test_the_readme_configuration_is_valid_and_names_every_setting() -> None:
         "HEADER", "BROWSER_CACHE_CONTROL", "MAX_QUERY_PARAMS", "MAX_QUERY_LENGTH",
         "NEVER_CACHE_PATHS", "CACHE_STATUSES", "PREDICATE_FIELDS", "RELAY_POLL_SECONDS",
         "INSTALL_TRIGGERS", "EDGE", "METRICS", "JOURNAL", "READ_REPLICAS", "REPLICA_WAIT_SECONDS",
-        "SHADOW",
+        "SHADOW", "EARLY_HITS_TRUSTED_MIDDLEWARE",
     }  # fmt: skip
     assert set(DEFAULTS) - set(raw) <= rare
