@@ -1,9 +1,12 @@
 from django.urls import path
 
-from . import reads, views
+from . import early_views, reads, views
 
 urlpatterns = [
     path("plain/", views.plain),
+    path("early/item/<int:pk>/", early_views.item),
+    path("early/language/", early_views.language),
+    path("early/wrapped/", early_views.wrapped),
     path("echo/", views.echo_query),
     path("allow/", views.allowlisted),
     path("form/", views.form),

@@ -57,6 +57,7 @@ __all__ = ["KNOWN_MIDDLEWARE", "EarlyHitMiddleware", "check_early_hits", "why_of
 logger = logging.getLogger("freshcache.http")
 
 PATH = "freshcache.middleware.EarlyHitMiddleware"
+LOCALE = "django.middleware.locale.LocaleMiddleware"
 
 #: Middleware whose per-request work is known, with the request headers (``META`` names) each
 #: reads. For a request with no cookie and no ``Authorization`` each is a function of those
@@ -75,7 +76,7 @@ KNOWN_MIDDLEWARE: dict[str, tuple[str, ...]] = {
     "django.contrib.auth.middleware.LoginRequiredMiddleware": (),
     "django.contrib.messages.middleware.MessageMiddleware": (),
     "django.middleware.clickjacking.XFrameOptionsMiddleware": (),
-    "django.middleware.locale.LocaleMiddleware": ("HTTP_ACCEPT_LANGUAGE",),
+    LOCALE: ("HTTP_ACCEPT_LANGUAGE",),
     "django.middleware.http.ConditionalGetMiddleware": (),
     "django.contrib.sites.middleware.CurrentSiteMiddleware": (),
     "freshcache.middleware.OutcomeMiddleware": (),
@@ -154,6 +155,8 @@ def why_off() -> str | None:
         return None
     if middleware[0] != PATH:
         return f"it must be first in MIDDLEWARE, and {middleware[0]!r} is above it"
+    if middleware.count(PATH) > 1:
+        return "it is in MIDDLEWARE more than once"
     settings = get_settings()
     if not settings.enabled:
         return "freshcache is disabled"
@@ -216,12 +219,14 @@ def _url_key(request: HttpRequest) -> tuple[Any, ...] | None:
 
 
 def _active() -> tuple[str | None, str]:
-    """The active language and time zone. A page key includes them; a thread keeps what its
-    last request left unless a middleware sets them per request (``LocaleMiddleware`` sets the
-    language from headers the early key holds). So a record is keyed by those its page was
+    """The language and time zone the page is keyed with. A thread keeps what its last request
+    left unless a middleware sets them per request, so a record is keyed by those its page was
     keyed with, and looked up with those active on arrival: they match only when the stack
-    would key the page with them again."""
-    return translation.get_language(), timezone.get_current_timezone_name()
+    would key the page with them again. ``LocaleMiddleware`` sets the language from the path
+    and the ``Accept-Language`` header (no cookie: ineligible requests only), both in the early
+    key, whatever was active on arrival: with it, the language is left out of the key."""
+    language = None if LOCALE in django_settings.MIDDLEWARE else translation.get_language()
+    return language, timezone.get_current_timezone_name()
 
 
 def _full_key(

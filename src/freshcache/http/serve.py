@@ -378,8 +378,8 @@ def serve(
             return _annotate(request, render(), "bypass", served)
         if shadow.rate and random() < shadow.rate:  # docs/observability.md, "Shadow mode"
             shadow.schedule(request, render, plan, vary, outcome, served)
-        elif not vary and early.wanted(request):
-            early.note_hit(request, caller, options, first, outcome.value)
+        elif early.wanted(request):  # a learned Vary: the page's own key, its headers joined
+            early.note_hit(request, caller, options, plan.key(vary), outcome.value)
         return served
     return _served_miss(plan, outcome)
 
@@ -470,7 +470,7 @@ async def aserve(
             return _annotate(request, await render(), "bypass", served)
         if shadow.rate and random() < shadow.rate:
             shadow.schedule(request, render, plan, vary, outcome, served, is_async=True)
-        elif not vary and early.wanted(request):
-            early.note_hit(request, caller, options, first, outcome.value)
+        elif early.wanted(request):  # a learned Vary: the page's own key, its headers joined
+            early.note_hit(request, caller, options, plan.key(vary), outcome.value)
         return served
     return _served_miss(plan, outcome)
