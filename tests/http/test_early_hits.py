@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.checks import Warning
 from django.db import connection
 from django.test import AsyncClient, Client, override_settings
+from django.utils import translation
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -323,6 +324,23 @@ def test_locale_middleware_answers_each_language_its_own(
                 expected = "fr" if lang and lang.startswith("fr") else "en"
                 assert got.content == f"language {expected}".encode(), (lang, got.content)
         assert len(answered) >= 6  # the third round, and the second of fr-CA and of no header
+
+
+def test_the_language_left_active_on_arrival_keys_the_record(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``LocaleMiddleware`` the stack keys a page with whatever language the thread has
+    active (a view that activates one leaves it for the next request): so does the record."""
+    languages = [("en", "English"), ("fr", "French")]
+    with override_settings(LANGUAGES=languages, LANGUAGE_CODE="en"):
+        client = Client()
+        answered = early_answers(monkeypatch)
+        for lang in ("en", "fr", "en", "fr"):
+            translation.activate(lang)
+            for _ in range(3):
+                got = client.get("/t/early/language/")
+                assert got.content == f"language {lang}".encode()
+        assert len(answered) == 8
 
 
 @pytest.mark.asyncio
