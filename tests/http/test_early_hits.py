@@ -516,3 +516,61 @@ def test_with_or_without_the_middleware_every_response_is_the_same(
     setup: Any, steps: list[Any]
 ) -> None:
     assert _replay(steps, with_early=True) == _replay(steps, with_early=False)
+
+
+# -- the guide ----------------------------------------------------------------------------------
+
+
+def _guide_blocks() -> list[dict[str, Any]]:
+    """The python blocks of docs/pages.md's "Early hits" section, each run as a settings file."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "pages.md").read_text()
+    section = doc.split("## Early hits", 1)[1].split("\n## ", 1)[0]
+    blocks = []
+    for code in re.findall(r"```python\n(.*?)```", section, re.S):
+        names: dict[str, Any] = {}
+        exec(code, {}, names)  # settings assignments only
+        blocks.append(names)
+    return blocks
+
+
+@pytest.mark.parametrize("setup", ["redis-near"], indirect=True)
+def test_the_guides_configurations_answer_early(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly the MIDDLEWARE and FRESHCACHE shown, the store's URL aside: the test's Redis
+    (with the same near cache) stands for ``127.0.0.1:6379/0``."""
+    from freshcache.stores import from_url
+    from freshcache.stores.near import NearStore
+
+    first, trusted = _guide_blocks()
+    url = first["FRESHCACHE"]["STORE"]
+    assert trusted["FRESHCACHE"]["STORE"] == url and url.endswith("?near_cache=64mb")
+    shown = from_url("default", url)
+    try:
+        assert isinstance(shown, NearStore) and shown.near.max_bytes == 64 * 2**20
+    finally:
+        shown.close()
+    test_url = store_url("redis-near").replace("near_cache=8mb", "near_cache=64mb")
+    middleware = first["MIDDLEWARE"]
+    cases = [
+        (middleware, {**first["FRESHCACHE"], "STORE": test_url}),
+        (
+            [*middleware, *trusted["FRESHCACHE"]["EARLY_HITS_TRUSTED_MIDDLEWARE"]],
+            {**trusted["FRESHCACHE"], "STORE": test_url, "HEADER": True},
+        ),
+    ]
+    for stack_shown, config in cases:
+        with override_settings(MIDDLEWARE=stack_shown, FRESHCACHE=config):
+            assert early.check_early_hits() == []
+            store = freshcache.store()
+            store.clear()
+            wait_ready(store)  # type: ignore[arg-type]
+            answered = early_answers(monkeypatch)
+            client = Client()
+            responses = [client.get("/t/plain/") for _ in range(4)]
+            assert {r.content for r in responses} == {responses[0].content}
+            assert len(answered) >= 1
+            if "HEADER" in config:
+                assert all(r["X-Powered-By"] == "mysite" for r in responses)
