@@ -31,7 +31,7 @@ SERVER_VARIANTS = [
 #: The floor is a constant view served by the no-cache server (same middleware stack).
 VARIANTS = [*SERVER_VARIANTS, "floor"]
 #: Served by uvicorn too: the variants issue 11 compares, and no cache.
-ASGI_SERVER_VARIANTS = ["nocache", "django", "fc-redis", "fc-near", "fc-early"]
+ASGI_SERVER_VARIANTS = ["nocache", "django", "fc-redis", "fc-redis-early", "fc-near", "fc-early"]
 ASGI_VARIANTS = [*ASGI_SERVER_VARIANTS, "floor"]
 #: On the front pages alone, by the same gunicorn servers (the floor is the mix's).
 HITS_VARIANTS = ["django", "fc-redis", "fc-redis-early", "fc-near", "fc-early", "floor-page"]
@@ -39,7 +39,9 @@ HITS_VARIANTS = ["django", "fc-redis", "fc-redis-early", "fc-near", "fc-early", 
 #: (``BENCH_BADGE=1``, bench/site/settings.py): what the demo's per-request work costs each.
 BADGE_VARIANTS = ["fc-near", "floor-page"]
 #: On the front pages alone, by the uvicorn servers: async hits, with no database at all.
-ASGI_HITS_VARIANTS = ["django", "fc-redis", "fc-near", "fc-early", "floor-page"]
+ASGI_HITS_VARIANTS = [
+    "django", "fc-redis", "fc-redis-early", "fc-near", "fc-early", "floor-page",
+]
 #: How a run names a variant under uvicorn, on the front pages alone, and with the badge.
 ASGI, HITS, BADGE = "asgi:", "hits:", "badge:"
 LABELS = {
@@ -223,6 +225,8 @@ def ratios(
     every = {**summary, "floor": floor}
     out = []
     for a, b, target in (*(TARGETS if standard else ()), *extra):
+        if a not in every or b not in every:
+            continue  # a variant this part of the run does not have
         # Each round ran every variant once, minutes apart at most: a ratio within a round
         # suffers less from the machine's load changing than one of whole-run totals.
         per_round = sorted(
