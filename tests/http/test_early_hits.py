@@ -281,6 +281,40 @@ def test_pages_with_anything_per_request_are_never_recorded(
     assert client.get("/t/plain/").status_code == 200 and len(answered) == 1  # the control
 
 
+def test_a_page_that_read_the_user_is_answered_early_to_anonymous_visitors_only(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, django_user_model: Any
+) -> None:
+    """A template that reads ``user`` accesses the session: for a request with no cookie the
+    visitor is anonymous and the session empty, so the record (with ``Vary: Cookie``) stands."""
+    anonymous = Client()
+    hit = twice(anonymous, "/t/who/")
+    answered = early_answers(monkeypatch)
+    early_hit = anonymous.get("/t/who/")
+    same(early_hit, hit)
+    assert len(answered) == 1 and "Cookie" in early_hit["Vary"]
+    assert early_hit.content.strip() == b"Hello stranger"
+    signed_in = Client()
+    signed_in.force_login(django_user_model.objects.create_user("ada", password="x"))
+    for _ in range(2):
+        assert b"secret-ada-canary" in signed_in.get("/t/who/").content
+    assert len(answered) == 1  # the session cookie: never early
+    assert anonymous.get("/t/who/").content.strip() == b"Hello stranger"
+    assert len(answered) == 2
+
+
+def test_a_redirect_keeps_its_class(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.http import HttpResponseRedirect
+
+    with override_settings(FRESHCACHE={**settings.FRESHCACHE, "CACHE_STATUSES": [200, 302]}):
+        freshcache.store().clear()
+        client = Client()
+        twice(client, "/t/early/moved/")
+        answered = early_answers(monkeypatch)
+        moved = client.get("/t/early/moved/")
+        assert len(answered) == 1 and isinstance(moved, HttpResponseRedirect)
+        assert moved.status_code == 302 and moved.url == "/t/plain/"
+
+
 def test_a_function_around_the_cached_view_runs_every_time(
     setup: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +451,64 @@ def test_twice_is_refused(setup: Any) -> None:
         assert early.check_early_hits() == w012("it is in MIDDLEWARE more than once")
 
 
+def test_its_own_module_path_is_checked_the_same(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``freshcache.http.early.EarlyHitMiddleware`` is the same class: every check applies."""
+    own = "freshcache.http.early.EarlyHitMiddleware"
+    with override_settings(MIDDLEWARE=[own, *stack(STAMP)[1:]]):
+        assert early.check_early_hits() == w012(
+            f"MIDDLEWARE has {STAMP!r}, whose per-request work freshcache does not know; if it "
+            "does nothing that differs between two cookie-less GETs of one URL, add it to "
+            "FRESHCACHE['EARLY_HITS_TRUSTED_MIDDLEWARE']"
+        )
+        client = Client()
+        answered = early_answers(monkeypatch)
+        stamps = [client.get("/t/plain/")["X-Stamp"] for _ in range(3)]
+        assert len(set(stamps)) == 3 and answered == []
+    with override_settings(MIDDLEWARE=[PATH_ALIAS_FIRST, own, *stack()[1:]]):
+        assert early.check_early_hits() == w012(
+            f"it must be first in MIDDLEWARE, and {PATH_ALIAS_FIRST!r} is above it"
+        )
+    with override_settings(MIDDLEWARE=[own, *stack()]):
+        assert early.check_early_hits() == w012("it is in MIDDLEWARE more than once")
+
+
+PATH_ALIAS_FIRST = "django.middleware.security.SecurityMiddleware"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("django.middleware.gzip.GZipMiddleware",
+         "it adds random bytes to each response against BREACH (compress at the proxy instead)"),
+        ("django.contrib.sites.middleware.CurrentSiteMiddleware",
+         "it reads the Site from the database, which no early key holds"),
+        ("django.middleware.cache.UpdateCacheMiddleware", "it is Django's own page cache"),
+    ],
+)  # fmt: skip
+def test_middleware_never_to_skip_turns_it_off_even_when_vouched_for(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, name: str, reason: str
+) -> None:
+    config = {**settings.FRESHCACHE, "EARLY_HITS_TRUSTED_MIDDLEWARE": [name]}
+    with override_settings(MIDDLEWARE=stack(name), FRESHCACHE=config):
+        assert early.check_early_hits() == w012(
+            f"MIDDLEWARE has {name!r}, which an early hit must never skip: {reason}"
+        )
+        client = Client()
+        answered = early_answers(monkeypatch)
+        for _ in range(4):
+            assert client.get("/t/plain/").content == b"plain render 1"
+        assert answered == []
+
+
+def test_shadow_mode_turns_it_off(setup: Any) -> None:
+    with override_settings(FRESHCACHE={**settings.FRESHCACHE, "SHADOW": {"RATE": 0.5}}):
+        assert early.check_early_hits() == w012(
+            "SHADOW is on: shadow mode checks hits by rendering them again"
+        )
+
+
 def test_disabled_and_bad_settings(setup: Any) -> None:
     with override_settings(FRESHCACHE={**settings.FRESHCACHE, "ENABLED": False}):
         assert early.check_early_hits() == w012("freshcache is disabled")
@@ -478,7 +570,8 @@ def test_records_per_page_are_bounded(setup: Any, monkeypatch: pytest.MonkeyPatc
 
 STEP = st.one_of(
     st.tuples(
-        st.sampled_from(["/t/plain/", "/t/echo/", "/t/lang/", "/t/variant/", "/t/sets-cookie/"]),
+        st.sampled_from(["/t/plain/", "/t/echo/", "/t/lang/", "/t/variant/", "/t/sets-cookie/",
+                         "/t/who/", "/t/messages/"]),
         st.sampled_from(["get", "head"]),
         st.sampled_from(["", "q=1", "q=2"]),
         st.sampled_from([{}, {"Cookie": "theme=dark"}, {"Accept-Language": "fr"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import count
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import translation
 
 from freshcache.http import cache_page
@@ -30,6 +30,13 @@ def language(request: HttpRequest) -> HttpResponse:
     """A page keyed by the active language (``LocaleMiddleware`` sets it per request)."""
     _count("language")
     return HttpResponse(f"language {translation.get_language()}")
+
+
+@cache_page
+def moved(request: HttpRequest) -> HttpResponse:
+    """A cached redirect (with 302 in ``CACHE_STATUSES``)."""
+    _count("moved")
+    return HttpResponseRedirect("/t/plain/")
 
 
 @cache_page

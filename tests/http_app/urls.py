@@ -7,6 +7,7 @@ urlpatterns = [
     path("early/item/<int:pk>/", early_views.item),
     path("early/language/", early_views.language),
     path("early/wrapped/", early_views.wrapped),
+    path("early/moved/", early_views.moved),
     path("echo/", views.echo_query),
     path("allow/", views.allowlisted),
     path("form/", views.form),

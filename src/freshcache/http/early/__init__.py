@@ -39,51 +39,32 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings as django_settings
-from django.core.checks import CheckMessage, Warning
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone, translation
 
-from .. import counters, events
-from ..conf import get_settings
-from ..core import Outcome, afind, find
-from . import shadow
-from .keys import derived_meta, header_meta_name
-from .names import view_name
-from .page import PAGE_CODEC, Page, vary_headers
+from ... import counters, events
+from ...conf import get_settings
+from ...core import Outcome, afind, find
+from .. import shadow
+from ..keys import derived_meta, header_meta_name
+from ..names import view_name
+from ..page import PAGE_CODEC, Page, vary_headers
+from .checks import (
+    KNOWN_MIDDLEWARE,
+    LOCALE,
+    NEVER_TRUSTED,
+    check_early_hits,
+    is_early,
+    middleware_reads,
+    why_off,
+)
 
-__all__ = ["KNOWN_MIDDLEWARE", "EarlyHitMiddleware", "check_early_hits", "why_off"]
+__all__ = [
+    "KNOWN_MIDDLEWARE", "NEVER_TRUSTED", "EarlyHitMiddleware", "check_early_hits", "why_off",
+]
 
 logger = logging.getLogger("freshcache.http")
-
-PATH = "freshcache.middleware.EarlyHitMiddleware"
-LOCALE = "django.middleware.locale.LocaleMiddleware"
-
-#: Middleware whose per-request work is known, with the request headers (``META`` names) each
-#: reads. For a request with no cookie and no ``Authorization`` each is a function of those
-#: headers, the scheme, host and path: the session and messages are empty, the user anonymous,
-#: the CSRF cookie absent (a page that needs one sets it: never recorded). Left out on purpose:
-#: ``GZipMiddleware`` (adds random bytes to each response against BREACH, Django 4.2+),
-#: ``ContentSecurityPolicyMiddleware`` (a nonce per request), the flatpage and redirect
-#: fallbacks (database reads outside any cached page), ``RemoteUserMiddleware`` (identity from
-#: a header), Django's cache middleware.
-KNOWN_MIDDLEWARE: dict[str, tuple[str, ...]] = {
-    "django.middleware.security.SecurityMiddleware": (),
-    "django.contrib.sessions.middleware.SessionMiddleware": (),
-    "django.middleware.common.CommonMiddleware": (),  # + User-Agent, see _middleware_reads
-    "django.middleware.csrf.CsrfViewMiddleware": (),
-    "django.contrib.auth.middleware.AuthenticationMiddleware": (),
-    "django.contrib.auth.middleware.LoginRequiredMiddleware": (),
-    "django.contrib.messages.middleware.MessageMiddleware": (),
-    "django.middleware.clickjacking.XFrameOptionsMiddleware": (),
-    LOCALE: ("HTTP_ACCEPT_LANGUAGE",),
-    "django.middleware.http.ConditionalGetMiddleware": (),
-    "django.contrib.sites.middleware.CurrentSiteMiddleware": (),
-    "freshcache.middleware.OutcomeMiddleware": (),
-    "freshcache.middleware.CacheMiddleware": (),
-    "freshcache.http.middleware.OutcomeMiddleware": (),
-    "freshcache.http.middleware.CacheMiddleware": (),
-}
 
 #: Request headers that make a request ineligible: the answer depends on them in ways a
 #: recorded response cannot repeat (RFC 9110 sections 13.1 and 14.2).
@@ -128,6 +109,8 @@ class _Record:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     view: str
+    #: The response's class when it is one of ``django.http``'s (a redirect keeps ``.url``).
+    kind: type[HttpResponse] = HttpResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,58 +128,6 @@ _lock = threading.Lock()
 _shapes: dict[tuple[Any, ...], tuple[str, ...]] = {}
 #: Full early key -> the page it was recorded from.
 _index: dict[tuple[Any, ...], _Target] = {}
-
-
-def why_off() -> str | None:
-    """Why ``EarlyHitMiddleware`` would not be used with the current settings (``None``: it
-    would be). Reported by ``manage.py check`` (freshcache.W012) when it is in ``MIDDLEWARE``."""
-    middleware = list(django_settings.MIDDLEWARE)
-    if PATH not in middleware:
-        return None
-    if middleware[0] != PATH:
-        return f"it must be first in MIDDLEWARE, and {middleware[0]!r} is above it"
-    if middleware.count(PATH) > 1:
-        return "it is in MIDDLEWARE more than once"
-    settings = get_settings()
-    if not settings.enabled:
-        return "freshcache is disabled"
-    trusted = set(settings.early_hits_trusted_middleware)
-    for name in middleware[1:]:
-        if name not in KNOWN_MIDDLEWARE and name not in trusted:
-            return (
-                f"MIDDLEWARE has {name!r}, whose per-request work freshcache does not know; "
-                f"if it does nothing that differs between two cookie-less GETs of one URL, "
-                f"add it to FRESHCACHE['EARLY_HITS_TRUSTED_MIDDLEWARE']"
-            )
-    if settings.edge.publish is not None:
-        return "EDGE['PUBLISH'] is on: every hit may publish its page"
-    return None
-
-
-def check_early_hits(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """freshcache.W012: ``EarlyHitMiddleware`` is in ``MIDDLEWARE`` but will not be used.
-    Not given while ``FRESHCACHE`` has errors (those are reported, and caching is off)."""
-    from ..conf import problems
-
-    if problems():
-        return []
-    reason = why_off()
-    if reason is None:
-        return []
-    return [
-        Warning(
-            f"EarlyHitMiddleware will not be used: {reason}.",
-            hint="See docs/pages.md, \"Early hits\".",
-            id="freshcache.W012",
-        )
-    ]
-
-
-def _middleware_reads() -> tuple[str, ...]:
-    names = [h for m in django_settings.MIDDLEWARE for h in KNOWN_MIDDLEWARE.get(m, ())]
-    if getattr(django_settings, "DISALLOWED_USER_AGENTS", None):
-        names.append("HTTP_USER_AGENT")  # CommonMiddleware refuses some agents
-    return tuple(sorted(set(names)))
 
 
 def _url_key(request: HttpRequest) -> tuple[Any, ...] | None:
@@ -239,8 +170,12 @@ def note_hit(request: HttpRequest, caller: Any, options: Any, key: str, page: An
     """Called by ``serve`` for a hit served from ``page`` under the first-level ``key`` of a
     request the middleware marked (``options``: the ``PageOptions``): it may become an early
     hit if the final response allows it (:func:`_record`)."""
-    if not isinstance(page, Page) or page.slots or page.csrf_cookie or page.effects:
+    if not isinstance(page, Page) or page.slots or page.csrf_cookie:
         return
+    if any(effect != "session" for effect in page.effects):
+        return  # a CSP nonce, messages used (their storage may set a cookie), a language
+    # The session accessed (a template read ``user``): for a request with no cookie the session
+    # is empty and stays unsaved; SessionMiddleware adds ``Vary: Cookie``, in the record.
     if shadow.rate:
         return  # shadow mode checks hits
     needs: list[str] = []
@@ -273,11 +208,13 @@ def _record(request: HttpRequest, response: HttpResponseBase) -> None:
         return
     vary.discard("cookie")  # no eligible request has one
     shape = tuple(
-        sorted({*_middleware_reads(), *note.headers, *(header_meta_name(h) for h in vary)})
+        sorted({*middleware_reads(), *note.headers, *(header_meta_name(h) for h in vary)})
     )
     full = _full_key(url, note.active, shape, request.META)
+    kind = type(response) if type(response).__module__ == "django.http.response" else None
     record = _Record(
-        response.status_code, response.reason_phrase, items, response.content, note.view
+        response.status_code, response.reason_phrase, items, response.content, note.view,
+        kind or HttpResponse,
     )
     early = note.page.early
     if early is None:
@@ -318,7 +255,8 @@ def _respond(full: tuple[Any, ...], hit: Outcome[Any] | None) -> HttpResponse | 
     counters.incr("hits")
     if events.listening:
         events.emit(events.Event("page", record.view, "hit", tags=hit.tags))
-    response = HttpResponse(record.body, status=record.status, reason=record.reason)
+    response = record.kind.__new__(record.kind)  # its own __init__ may want other arguments
+    HttpResponse.__init__(response, record.body, status=record.status, reason=record.reason)
     del response["Content-Type"]  # the recorded headers say which, if any
     for name, value in record.headers:
         response.headers[name] = value
@@ -370,6 +308,8 @@ class EarlyHitMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         reason = why_off()
+        if reason is None and not any(is_early(name) for name in django_settings.MIDDLEWARE):
+            reason = "it is not in MIDDLEWARE (its checks need it there, first)"
         if reason is not None:
             raise MiddlewareNotUsed(f"freshcache early hits are off: {reason}")
         self.get_response = get_response
