@@ -344,7 +344,7 @@ def throughput_tables(results: dict[str, Any]) -> list[str]:
             "",
             f"{asgi['server']}, {asgi['workers']} workers; the same wrk (a new connection "
             "per request), mix and rounds, interleaved with the gunicorn variants. Database "
-            "connections come from Django's pool (`OPTIONS: {\"pool\": True}`, see "
+            "connections come from Django's pool (1 to 4 per worker, see "
             "`bench/site/asgi.py`).",
             "",
             *_throughput_rows(asgi["variants"], ASGI_VARIANTS),

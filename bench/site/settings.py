@@ -54,7 +54,10 @@ DATABASES = {
     },
 }
 if os.environ.get("BENCH_PG_POOL") == "1":
-    DATABASES["default"]["OPTIONS"] = {"pool": True}
+    # 1 to 4 connections per worker: with psycopg-pool's default (4 kept open) the six uvicorn
+    # servers held 48 of PostgreSQL's 100 connections idle, and the gunicorn servers that
+    # connect later were refused ("too many clients": the errors of the badge's floor).
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": 4}}
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
