@@ -379,7 +379,8 @@ def serve(
         if shadow.rate and random() < shadow.rate:  # docs/observability.md, "Shadow mode"
             shadow.schedule(request, render, plan, vary, outcome, served)
         elif early.wanted(request):  # a learned Vary: the page's own key, its headers joined
-            early.note_hit(request, caller, options, plan.key(vary), outcome.value)
+            key = plan.key(vary) if vary else first
+            early.note_hit(request, caller, options, key, outcome.value)
         return served
     return _served_miss(plan, outcome)
 
@@ -471,6 +472,7 @@ async def aserve(
         if shadow.rate and random() < shadow.rate:
             shadow.schedule(request, render, plan, vary, outcome, served, is_async=True)
         elif early.wanted(request):  # a learned Vary: the page's own key, its headers joined
-            early.note_hit(request, caller, options, plan.key(vary), outcome.value)
+            key = plan.key(vary) if vary else first
+            early.note_hit(request, caller, options, key, outcome.value)
         return served
     return _served_miss(plan, outcome)
